@@ -1,0 +1,1 @@
+"""Asyncio client for Vortext, the SMS gateway of cegedim.cloud."""

@@ -1,0 +1,317 @@
+"""Every exception vortext-async raises, documented in one place.
+
+The hierarchy is flat on purpose (as in httpx): catch :class:`VortextError` for
+everything, or one class for one situation.  Nothing here imports anything else of
+the package, and nothing here ever holds a credential::
+
+    VortextError
+    ├── ConfigurationError            bad client settings (ValueError)
+    ├── InvalidRequestError           bad input to a call, before anything is sent (ValueError)
+    ├── TransportError                the HTTP exchange itself failed
+    │   ├── ConnectError              no connection could be made (never sent)
+    │   ├── PoolTimeoutError          no pooled connection in time (never sent)
+    │   ├── TimeoutError              the answer did not come in time
+    │   └── ProtocolError             the connection broke or spoke nonsense
+    ├── HTTPStatusError               the server answered with a non-2xx status
+    │   ├── BadRequestError           400, 422
+    │   ├── AuthenticationError       401, 403
+    │   ├── NotFoundError             404
+    │   ├── RateLimitedError          429, with ``retry_after``
+    │   ├── ServerError               5xx
+    │   └── UnexpectedStatusError     anything else
+    ├── InvalidResponseError          a 2xx answer we cannot read (not JSON, wrong shape)
+    ├── UncertainSendError            an SMS that may or may not have been accepted
+    ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
+    ├── ClientClosedError             the client is closed or shutting down
+    └── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
+
+Every send ends in one of three ways (see "Delivery guarantees" in the README):
+it returns a :class:`SentSms` (sent), raises :class:`UncertainSendError`
+(perhaps sent: never resent by default), or raises any other :class:`VortextError`
+(certainly not sent: :attr:`VortextError.certainly_not_sent` is true for those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConnectError",
+    "HTTPStatusError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "LimiterUnavailableError",
+    "NotFoundError",
+    "PoolTimeoutError",
+    "ProtocolError",
+    "RateLimitedError",
+    "ServerError",
+    "TimeoutError",
+    "TransportError",
+    "UncertainSendError",
+    "UnexpectedStatusError",
+    "VortextError",
+    "WaitBudgetExceededError",
+]
+
+_BODY_EXCERPT = 500
+
+
+def _excerpt(body: bytes | str) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if len(text) > _BODY_EXCERPT:
+        return text[:_BODY_EXCERPT] + f"... ({len(text)} characters)"
+    return text
+
+
+class VortextError(Exception):
+    """Base class of every error raised by vortext-async.
+
+    ``attempts`` is how many requests were made for the call that failed (0 when it
+    failed before any request); it is set by the retry layer.
+    """
+
+    #: True when the server certainly did not accept an SMS because of this failure.
+    certainly_not_sent: bool = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempts = 0
+
+    def __str__(self) -> str:
+        if self.attempts > 1:
+            return f"{self.message} (after {self.attempts} attempts)"
+        return self.message
+
+
+class ConfigurationError(VortextError, ValueError):
+    """The client was configured wrongly (a missing credential, a bad base URL...)."""
+
+
+class InvalidRequestError(VortextError, ValueError):
+    """An argument of a call is invalid; nothing was sent.
+
+    ``field`` names the argument (``"phone_number"``, ``"metadata"``...) and
+    ``value`` is the offending value.
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid {field} {value!r}: {reason}")
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+# -- transport --------------------------------------------------------------------
+
+
+class TransportError(VortextError):
+    """The HTTP exchange failed before a complete answer was read.
+
+    ``request_sent`` tells whether the request may have reached the server: false
+    only when the failure certainly happened before anything was written.
+    """
+
+    def __init__(self, message: str, *, method: str, url: str, request_sent: bool) -> None:
+        super().__init__(f"{method} {url}: {message}")
+        self.method = method
+        self.url = url
+        self.request_sent = request_sent
+        self.certainly_not_sent = not request_sent
+
+
+class ConnectError(TransportError):
+    """No connection could be opened (refused, unreachable, TLS or connect timeout)."""
+
+    def __init__(self, message: str, *, method: str, url: str) -> None:
+        super().__init__(message, method=method, url=url, request_sent=False)
+
+
+class PoolTimeoutError(TransportError):
+    """No connection of the pool became free in time; the request was never written."""
+
+    def __init__(self, message: str, *, method: str, url: str) -> None:
+        super().__init__(message, method=method, url=url, request_sent=False)
+
+
+class TimeoutError(TransportError):  # noqa: A001 - mirrors httpx's naming, scoped to us
+    """The server did not answer (or accept the body) in time; it may have got it."""
+
+
+class ProtocolError(TransportError):
+    """The connection was dropped or the server broke HTTP; it may have got the request."""
+
+
+# -- HTTP answers -----------------------------------------------------------------
+
+
+class HTTPStatusError(VortextError):
+    """The server answered with a non-2xx status.
+
+    Carries ``status_code``, ``headers`` (a plain dict, lower-case names) and the
+    raw ``body`` as bytes, so nothing the server said is lost.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        explanation: str = "",
+    ) -> None:
+        detail = f": {_excerpt(body)}" if body else ""
+        hint = f" ({explanation})" if explanation else ""
+        super().__init__(f"{method} {url} answered {status_code}{hint}{detail}")
+        self.status_code = status_code
+        self.method = method
+        self.url = url
+        self.headers = dict(headers)
+        self.body = body
+
+    def json(self) -> Any:
+        """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
+        import json
+
+        return json.loads(self.body)
+
+
+class BadRequestError(HTTPStatusError):
+    """400 or 422: the server rejected the request's content; it was not sent."""
+
+
+class AuthenticationError(HTTPStatusError):
+    """401 or 403: the credentials were refused; check username and password."""
+
+
+class NotFoundError(HTTPStatusError):
+    """404: no such resource (for example an unknown message id)."""
+
+
+class RateLimitedError(HTTPStatusError):
+    """429: the account's rate limit was exceeded; the SMS was not accepted.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds, or ``None`` when it
+    sent none (or one we could not read).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        retry_after: float | None,
+    ) -> None:
+        wait = f"retry after {retry_after:g} s" if retry_after is not None else ""
+        super().__init__(
+            status_code,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            explanation=f"rate limited{'; ' + wait if wait else ''}",
+        )
+        self.retry_after = retry_after
+
+
+class ServerError(HTTPStatusError):
+    """5xx: the server failed.  For a send, see ``certainly_not_sent``."""
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        explanation: str = "",
+        certainly_not_sent: bool = False,
+    ) -> None:
+        super().__init__(
+            status_code, method=method, url=url, headers=headers, body=body, explanation=explanation
+        )
+        self.certainly_not_sent = certainly_not_sent
+
+
+class UnexpectedStatusError(HTTPStatusError):
+    """Any other non-2xx status (a redirect, an unusual 4xx)."""
+
+
+class InvalidResponseError(VortextError):
+    """A 2xx answer that is not what the API promises (not JSON, a missing field...).
+
+    ``body`` holds the raw answer.  For a send this means the server probably took
+    the SMS but did not say under which id: a send raises :class:`UncertainSendError`
+    with this error as its cause instead.
+    """
+
+    certainly_not_sent = False
+
+    def __init__(self, message: str, *, body: bytes | str) -> None:
+        super().__init__(f"{message}; body: {_excerpt(body)!r}")
+        self.body = body
+
+
+# -- delivery ----------------------------------------------------------------------
+
+
+class UncertainSendError(VortextError):
+    """The SMS may or may not have been accepted by the server.
+
+    The request may have reached it (a read timeout, a dropped connection after the
+    request was written, a 500/502/504).  It is **not** resent by default, since it
+    would reach the person twice; ``sms`` is the message and ``cause`` what happened,
+    so the caller can reconcile (for example by fetching it later or by asking support).
+    """
+
+    certainly_not_sent = False
+
+    def __init__(self, sms: object, cause: BaseException) -> None:
+        super().__init__(f"the SMS may or may not have been sent: {cause}")
+        self.sms = sms
+        self.cause = cause
+
+
+class WaitBudgetExceededError(VortextError):
+    """The rate limiter could not admit the send within the caller's ``max_wait``.
+
+    Nothing was sent and no token was taken.  ``expected_wait`` is the limiter's
+    estimate in seconds of how long the send would have waited, suitable for a
+    ``Retry-After`` header.
+    """
+
+    def __init__(self, expected_wait: float, max_wait: float) -> None:
+        super().__init__(
+            f"the rate limit would delay this send by about {expected_wait:.3f} s, "
+            f"more than the allowed max_wait of {max_wait:g} s"
+        )
+        self.expected_wait = expected_wait
+        self.max_wait = max_wait
+
+
+class ClientClosedError(VortextError):
+    """The client is closed, or shutting down and refusing new sends."""
+
+
+class LimiterUnavailableError(VortextError):
+    """The shared rate limiter's backend (Redis) cannot be reached.
+
+    The send is refused rather than made without the account's caps.  ``url`` is the
+    backend's address with any password removed.
+    """
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        super().__init__(f"the rate limiter's Redis at {url} is unavailable: {cause}")
+        self.url = url
