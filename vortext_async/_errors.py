@@ -10,7 +10,7 @@ the package, and nothing here ever holds a credential::
     ├── TransportError                the HTTP exchange itself failed
     │   ├── ConnectError              no connection could be made (never sent)
     │   ├── PoolTimeoutError          no pooled connection in time (never sent)
-    │   ├── TimeoutError              the answer did not come in time
+    │   ├── RequestTimeoutError       the answer did not come in time
     │   └── ProtocolError             the connection broke or spoke nonsense
     ├── HTTPStatusError               the server answered with a non-2xx status
     │   ├── BadRequestError           400, 422
@@ -50,8 +50,8 @@ __all__ = [
     "PoolTimeoutError",
     "ProtocolError",
     "RateLimitedError",
+    "RequestTimeoutError",
     "ServerError",
-    "TimeoutError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",
@@ -140,7 +140,7 @@ class PoolTimeoutError(TransportError):
         super().__init__(message, method=method, url=url, request_sent=False)
 
 
-class TimeoutError(TransportError):  # noqa: A001 - mirrors httpx's naming, scoped to us
+class RequestTimeoutError(TransportError):
     """The server did not answer (or accept the body) in time; it may have got it."""
 
 
@@ -226,7 +226,11 @@ class RateLimitedError(HTTPStatusError):
 
 
 class ServerError(HTTPStatusError):
-    """5xx: the server failed.  For a send, see ``certainly_not_sent``."""
+    """5xx: the server failed.
+
+    For a send, ``certainly_not_sent`` is true only for statuses that mean the request
+    was not processed (503); ``retry_after`` is the server's ``Retry-After``, if any.
+    """
 
     def __init__(
         self,
@@ -238,11 +242,13 @@ class ServerError(HTTPStatusError):
         body: bytes,
         explanation: str = "",
         certainly_not_sent: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(
             status_code, method=method, url=url, headers=headers, body=body, explanation=explanation
         )
         self.certainly_not_sent = certainly_not_sent
+        self.retry_after = retry_after
 
 
 class UnexpectedStatusError(HTTPStatusError):

@@ -1,0 +1,172 @@
+"""The wire format: one cattrs converter between JSON and the records.
+
+- camelCase on the wire, snake_case in Python (``message_id`` <-> ``messageId``);
+- dates as the API writes them, ``2016-06-01T12:27:19.000+0200``, and read also
+  with ``Z`` or ``+02:00``; always timezone-aware in Python;
+- unknown fields kept in each record's ``extra``; a missing or mistyped field we need
+  is an :class:`InvalidResponseError` naming the field and quoting the body.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
+
+from ._errors import InvalidResponseError
+from ._models import PushReply, PushResponse, SentSms, ServiceStatus, Sms, SmsDetail
+
+__all__ = [
+    "converter",
+    "decode",
+    "encode_sms",
+    "format_date",
+    "parse_date",
+    "structure",
+    "to_camel",
+]
+
+T = TypeVar("T")
+
+# Extended ISO 8601 with a mandatory offset: the API's form and its common variants.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:?\d{2})\Z")
+
+
+def parse_date(value: str) -> _dt.datetime:
+    """Read a wire date (``...+0200``, ``...Z`` or ``...+02:00``) as an aware datetime."""
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ValueError(f"{value!r} is not a date of the form 2016-06-01T12:27:19.000+0200")
+    return _dt.datetime.fromisoformat(value)
+
+
+def format_date(value: _dt.datetime) -> str:
+    """Write an aware datetime exactly as the API does: ``2016-06-01T12:27:19.000+0200``."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{value!r} is a naive datetime; give it a timezone (for example datetime.UTC)"
+        )
+    return (
+        value.strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{value.microsecond // 1000:03d}"
+        + (value.strftime("%z"))
+    )
+
+
+def to_camel(name: str) -> str:
+    """``message_id`` -> ``messageId``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+converter = cattrs.Converter()
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    # cattrs would turn 3 into "3"; a number where the API promises text is a bad answer.
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _structure_object(value: Any, _: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__} {value!r}")
+    return dict(value)
+
+
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], _structure_object)
+converter.register_structure_hook(_dt.datetime, lambda value, _: parse_date(value))
+converter.register_unstructure_hook(_dt.datetime, format_date)
+
+
+# cattrs types **overrides as its keyword flags; the overrides are right, say so once.
+_make_structure: Any = make_dict_structure_fn
+_make_unstructure: Any = make_dict_unstructure_fn
+
+
+def _register(cls: type[Any]) -> None:
+    """Give ``cls`` camelCase names and an ``extra`` mapping for unknown fields."""
+    names = [f.name for f in attrs.fields(cls) if f.name != "extra"]
+    renames = {name: override(rename=to_camel(name)) for name in names}
+    known = frozenset(to_camel(name) for name in names)
+    structure_known = _make_structure(cls, converter, extra=override(omit=True), **renames)
+    unstructure_known = _make_unstructure(cls, converter, extra=override(omit=True), **renames)
+
+    def structure_hook(data: Any, _: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        record = structure_known(data, cls)
+        extra = {key: value for key, value in data.items() if key not in known}
+        if extra:
+            object.__setattr__(record, "extra", extra)
+        return record
+
+    def unstructure_hook(record: Any) -> dict[str, Any]:
+        data: dict[str, Any] = dict(record.extra)
+        data.update(unstructure_known(record))
+        return data
+
+    converter.register_structure_hook(cls, structure_hook)
+    converter.register_unstructure_hook(cls, unstructure_hook)
+
+
+for _cls in (SentSms, SmsDetail, ServiceStatus, PushReply, PushResponse):
+    _register(_cls)
+
+
+def _format_exception(error: BaseException, type_: Any) -> str:
+    if isinstance(error, KeyError):
+        return "required field missing"
+    if isinstance(error, (TypeError, ValueError)) and str(error):
+        return str(error)
+    return format_exception(error, type_)
+
+
+_PATH = re.compile(r"@ (\$\S*)")
+
+
+def _describe(error: BaseException) -> str:
+    if not isinstance(error, cattrs.BaseValidationError):
+        return str(error)
+    # cattrs names Python attributes in its paths; speak of the wire's names instead.
+    messages = cattrs.transform_error(error, path="$", format_exception=_format_exception)
+    return "; ".join(_PATH.sub(lambda m: "@ " + to_camel(m.group(1)), text) for text in messages)
+
+
+def decode(body: bytes | str, what: str) -> Any:
+    """Parse a JSON body, or raise :class:`InvalidResponseError` saying it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise InvalidResponseError(f"{what} is not JSON ({error})", body=body) from None
+
+
+def structure(data: Any, cls: type[T], *, body: bytes | str, what: str) -> T:
+    """Build a record from decoded JSON; a bad shape names the field and quotes ``body``."""
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as error:
+        raise InvalidResponseError(
+            f"{what} does not have the expected shape: {_describe(error)}", body=body
+        ) from None
+
+
+_dumps: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def encode_sms(sms: Sms) -> bytes:
+    """The JSON body of ``POST /sms`` for ``sms`` (``key`` is never sent)."""
+    body: dict[str, Any] = {"phoneNumber": sms.phone_number, "message": sms.message}
+    if sms.metadata is not None:
+        body["metadata"] = sms.metadata
+    return _dumps(body).encode()

@@ -1,0 +1,177 @@
+"""The HTTP layer: httpx or httpx2 underneath, the same errors above.
+
+This is the only module that knows which library carries the requests.  Both have
+the same API (``httpx2`` is the maintained continuation of ``httpx``), so the client
+talks to an :class:`HttpLayer`, which maps each library's exceptions to the
+:mod:`vortext_async._errors` classes with one meaning: was the request possibly
+seen by the server or certainly not?
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import email.utils
+import importlib
+import importlib.util
+import math
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any, Literal
+
+from ._errors import (
+    ConfigurationError,
+    ConnectError,
+    PoolTimeoutError,
+    ProtocolError,
+    RequestTimeoutError,
+    TransportError,
+)
+
+__all__ = ["HttpLayer", "HttpLibrary", "parse_retry_after"]
+
+HttpLibrary = Literal["auto", "httpx", "httpx2"]
+_LIBRARIES = ("httpx2", "httpx")
+
+
+def load_library(name: HttpLibrary) -> ModuleType:
+    """The module to build clients from: ``httpx2`` when installed (or asked), else ``httpx``."""
+    if name == "auto":
+        name = "httpx2" if importlib.util.find_spec("httpx2") is not None else "httpx"
+    if name not in _LIBRARIES:
+        raise ConfigurationError(f"http_library must be 'auto', 'httpx' or 'httpx2', not {name!r}")
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        extra = " (pip install 'vortext-async[httpx2]')" if name == "httpx2" else ""
+        raise ConfigurationError(
+            f"http_library={name!r} but {name} is not installed{extra}"
+        ) from None
+
+
+def library_of(http_client: object) -> ModuleType:
+    """The library a user-built ``AsyncClient`` comes from."""
+    root = type(http_client).__module__.partition(".")[0]
+    if root not in _LIBRARIES or type(http_client).__name__ != "AsyncClient":
+        raise ConfigurationError(
+            "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient, "
+            f"not {type(http_client).__module__}.{type(http_client).__qualname__}"
+        )
+    return importlib.import_module(root)
+
+
+def _timeout(lib: ModuleType, timeout: Any) -> Any:
+    """``timeout`` (seconds, or a Timeout of either library) as ``lib.Timeout``."""
+    if isinstance(timeout, (int, float)):
+        if timeout <= 0 or math.isnan(timeout):
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
+        return lib.Timeout(timeout)
+    parts = {name: getattr(timeout, name, None) for name in ("connect", "read", "write", "pool")}
+    if not hasattr(timeout, "read"):
+        raise ConfigurationError(f"timeout must be seconds or an httpx Timeout, not {timeout!r}")
+    return lib.Timeout(**parts)
+
+
+class HttpLayer:
+    """One ``AsyncClient`` of either library, and the mapping of its failures.
+
+    ``owned`` clients (built here) are closed by :meth:`aclose`; a client handed in by
+    the caller is left open for the caller to close.
+    """
+
+    __slots__ = ("_errors", "client", "library", "owned", "version")
+
+    def __init__(self, client: Any, *, owned: bool) -> None:
+        lib = library_of(client)
+        self.client = client
+        self.owned = owned
+        self.library: str = lib.__name__
+        self.version: str = lib.__version__
+        # Most specific first: the first matching class decides.  Connect-phase failures
+        # and pool timeouts never wrote the request; a failed or timed-out *write* left at
+        # most part of it, which no server can act on.  Anything after that may have been
+        # seen by the server.
+        self._errors: tuple[tuple[type[BaseException], type[TransportError], bool], ...] = (
+            (lib.ConnectError, ConnectError, False),
+            (lib.ConnectTimeout, ConnectError, False),
+            (lib.PoolTimeout, PoolTimeoutError, False),
+            (lib.WriteTimeout, RequestTimeoutError, False),
+            (lib.WriteError, ProtocolError, False),
+            (lib.LocalProtocolError, ProtocolError, False),
+            (lib.TimeoutException, RequestTimeoutError, True),
+            (lib.TransportError, ProtocolError, True),
+            (OSError, ProtocolError, True),
+        )
+
+    @classmethod
+    def build(
+        cls,
+        library: HttpLibrary,
+        *,
+        timeout: Any,
+        limits: Any = None,
+        transport: Any = None,
+    ) -> HttpLayer:
+        """A layer over a new client of ``library`` (``"auto"``: httpx2 if installed)."""
+        lib = load_library(library)
+        options: dict[str, Any] = {"timeout": _timeout(lib, timeout), "follow_redirects": False}
+        if limits is not None:
+            options["limits"] = limits
+        if transport is not None:
+            options["transport"] = transport
+        return cls(lib.AsyncClient(**options), owned=True)
+
+    def timeout_of(self, timeout: Any) -> Any:
+        """``timeout`` converted for this layer's library."""
+        return _timeout(importlib.import_module(self.library), timeout)
+
+    def request_class(self) -> Any:
+        return importlib.import_module(self.library).Request
+
+    async def send(self, request: Any) -> Any:
+        """Send ``request`` and read the whole answer; failures become ``TransportError``."""
+        try:
+            return await self.client.send(request)
+        except BaseException as error:
+            mapped = self.map_error(error, request.method, str(request.url))
+            if mapped is None:
+                raise
+            raise mapped from error
+
+    def map_error(self, error: BaseException, method: str, url: str) -> TransportError | None:
+        """The ``TransportError`` for a library failure, or None for anything else."""
+        for library_class, ours, maybe_sent in self._errors:
+            if isinstance(error, library_class):
+                text = str(error) or type(error).__name__
+                if ours is ConnectError or ours is PoolTimeoutError:
+                    return ours(text, method=method, url=url)
+                return ours(text, method=method, url=url, request_sent=maybe_sent)
+        return None
+
+    async def aclose(self) -> None:
+        if self.owned:
+            await self.client.aclose()
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], *, now: _dt.datetime | None = None
+) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or HTTP date); None if absent or unreadable."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.UTC)
+        seconds = (when - (now or _dt.datetime.now(_dt.UTC))).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
