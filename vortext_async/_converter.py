@@ -48,14 +48,18 @@ def parse_date(value: str) -> _dt.datetime:
 
 def format_date(value: _dt.datetime) -> str:
     """Write an aware datetime exactly as the API does: ``2016-06-01T12:27:19.000+0200``."""
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError(
             f"{value!r} is a naive datetime; give it a timezone (for example datetime.UTC)"
         )
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
     return (
-        value.strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{value.microsecond // 1000:03d}"
-        + (value.strftime("%z"))
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}"
+        f"{sign}{hours:02d}{minutes:02d}"
     )
 
 
@@ -145,7 +149,7 @@ def decode(body: bytes | str, what: str) -> Any:
     """Parse a JSON body, or raise :class:`InvalidResponseError` saying it is not JSON."""
     try:
         return json.loads(body)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise InvalidResponseError(f"{what} is not JSON ({error})", body=body) from None
 
 

@@ -1,0 +1,75 @@
+"""Developer and CI tasks: `nox` runs the tests (each installed Python from 3.11 to
+3.13, with httpx and with httpx2), lint, types and a tiny benchmark smoke run."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = False
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "types", "bench_smoke"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+# pyenv keeps extra interpreters out of PATH unless they are "global": put each
+# installed one on PATH so nox finds python3.12 and python3.13 too.
+for _python in PYTHONS:
+    if shutil.which(f"python{_python}") is None or "pyenv/shims" in str(
+        shutil.which(f"python{_python}")
+    ):
+        for _bin in sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{_python}.*/bin"))):
+            os.environ["PATH"] = _bin + os.pathsep + os.environ["PATH"]
+
+
+def _install(session: nox.Session, *extras: str, group: str = "test") -> None:
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install(spec, *nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("library", ["httpx", "httpx2"])
+def tests(session: nox.Session, library: str) -> None:
+    """The whole test suite on one Python with one HTTP library underneath."""
+    _install(session, *(["httpx2"] if library == "httpx2" else []))
+    if library == "httpx":
+        session.run("pip", "uninstall", "--yes", "--quiet", "httpx2", "httpcore2", silent=True)
+    session.run(
+        "pytest", *session.posargs, env={"VORTEXT_TEST_HTTP_LIBRARY": library}
+    )
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def types(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    _install(session, "httpx2", "redis", "cli", "fastapi", "fast", group="lint")
+    session.run("mypy", "--strict", "vortext_async")
+
+
+@nox.session(python="3.11")
+def bench_smoke(session: nox.Session) -> None:
+    """Every benchmark on a tiny size: they run; their numbers mean nothing here."""
+    _install(session, "httpx2", "redis", "cli", "fast", group="bench")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("python", "benchmarks/run.py", "--quick")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """The benchmark suite at full size: prints tables of medians and ratios."""
+    _install(session, "httpx2", "redis", "cli", "fast", group="bench")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("python", "benchmarks/run.py", *session.posargs)
