@@ -20,6 +20,7 @@ the package, and nothing here ever holds a credential::
     │   ├── ServerError               5xx
     │   └── UnexpectedStatusError     anything else
     ├── InvalidResponseError          a 2xx answer we cannot read (not JSON, wrong shape)
+    ├── InvalidPushError              a PUSH body that is not what Vortext sends (in webhooks)
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
