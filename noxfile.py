@@ -39,9 +39,7 @@ def tests(session: nox.Session, library: str) -> None:
     _install(session, *(["httpx2"] if library == "httpx2" else []))
     if library == "httpx":
         session.run("pip", "uninstall", "--yes", "--quiet", "httpx2", "httpcore2", silent=True)
-    session.run(
-        "pytest", *session.posargs, env={"VORTEXT_TEST_HTTP_LIBRARY": library}
-    )
+    session.run("pytest", *session.posargs, env={"VORTEXT_TEST_HTTP_LIBRARY": library})
 
 
 @nox.session(python="3.11")
@@ -56,6 +54,7 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     """mypy --strict on the package."""
     _install(session, "httpx2", "redis", "cli", "fastapi", "fast", group="lint")
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("mypy", "--strict", "vortext_async")
 
 
