@@ -7,6 +7,7 @@ against the emulator served on a real loopback socket in test_client_live.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -22,12 +23,16 @@ from vortext_async import (
     INTERNET_BASE_URL,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
     InvalidResponseError,
     NotFoundError,
+    Outcome,
+    RateLimit,
     RateLimitedError,
     RetryPolicy,
+    SendResult,
     SentSms,
     ServerError,
     ServiceStatus,
@@ -393,3 +398,85 @@ async def test_credentials_never_appear_in_reprs_errors_or_logs(
     assert PASSWORD not in everything
     assert TOKEN not in everything
     assert USER not in repr(client)
+
+
+# -- shutdown and cancellation ------------------------------------------------------
+
+
+async def test_closing_stops_sends_waiting_for_their_turn_as_not_sent(
+    httplib: ModuleType, make_client: Any
+) -> None:
+    handler = answer(httplib, body={"messageId": "m"})
+    client = make_client(handler, rate_limit=RateLimit(windows=[(1, 3600.0)]))
+    await client.send_sms("+33611272727", "takes the only token")
+    waiting = asyncio.create_task(client.send_sms("+33611272727", "waits an hour"))
+    await asyncio.sleep(0)  # let it queue
+    await client.aclose(grace=3600)  # the grace is for sends in flight, not queued ones
+    with pytest.raises(ClientClosedError, match="not sent") as caught:
+        await waiting
+    assert caught.value.certainly_not_sent
+    assert len(handler.seen) == 1
+    with pytest.raises(ClientClosedError):
+        await client.send_sms("+33611272727", "after close")
+
+
+async def test_closing_cuts_a_send_in_flight_after_the_grace_as_uncertain(
+    httplib: ModuleType, make_client: Any
+) -> None:
+    arrived = asyncio.Event()
+
+    async def never_answers(request: Any) -> Any:
+        arrived.set()
+        await asyncio.Event().wait()
+
+    client = make_client(never_answers)
+    sending = asyncio.create_task(client.send_sms("+33611272727", "hi"))
+    await arrived.wait()
+    await client.aclose(grace=0)
+    with pytest.raises(UncertainSendError, match="closed before the server answered"):
+        await sending
+
+
+async def test_a_cancelled_caller_does_not_abandon_a_send_in_flight(
+    httplib: ModuleType, make_client: Any
+) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+    results: list[SendResult] = []
+
+    async def slow(request: Any) -> Any:
+        arrived.set()
+        await release.wait()
+        return httplib.Response(201, json={"messageId": "m-late"})
+
+    client = make_client(slow, on_background_result=results.append)
+    caller = asyncio.create_task(client.send_sms("+33611272727", "hi"))
+    await arrived.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller  # the caller sees its cancellation at once
+    release.set()
+    await client.aclose()  # waits for the background send
+    (result,) = results
+    assert result.outcome is Outcome.SENT
+    assert result.message_id == "m-late"
+
+
+async def test_without_shielding_cancellation_cuts_the_request(
+    httplib: ModuleType, make_client: Any
+) -> None:
+    arrived = asyncio.Event()
+    results: list[SendResult] = []
+
+    async def never_answers(request: Any) -> Any:
+        arrived.set()
+        await asyncio.Event().wait()
+
+    client = make_client(never_answers, shield_sends=False, on_background_result=results.append)
+    caller = asyncio.create_task(client.send_sms("+33611272727", "hi"))
+    await arrived.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await client.aclose(grace=0)
+    assert results == []
+    assert client.limiter.state().in_flight == 0

@@ -190,7 +190,7 @@ class VortextClient:
         )
         self._attempt_timeout = _attempt_seconds(timeout)
 
-        self._attempts: set[asyncio.Task[SentSms]] = set()
+        self._attempts: dict[asyncio.Task[SentSms], _Attempt] = {}
         self._background: set[asyncio.Task[SentSms]] = set()
         self._closing = False
         self._closed = False
@@ -300,7 +300,11 @@ class VortextClient:
         if self._closing:
             return
         self._closing = True
-        pending = self._attempts | self._background
+        # A send still waiting for its turn never left: stop it now (not sent).
+        for task, attempt in list(self._attempts.items()):
+            if not attempt.handed_over:
+                task.cancel()
+        pending = set(self._attempts) | self._background
         if pending:
             grace = self.shutdown_grace if grace is None else grace
             _, late = await asyncio.wait(pending, timeout=grace)
@@ -331,14 +335,18 @@ class VortextClient:
             return await self._post_sms(sms, body, max_wait, None)
         attempt = _Attempt()
         task = asyncio.ensure_future(self._post_sms(sms, body, max_wait, attempt))
-        self._attempts.add(task)
-        task.add_done_callback(self._attempts.discard)
+        self._attempts[task] = attempt
+        task.add_done_callback(self._forget_attempt)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and not current.cancelling() and task.cancelled():
-                # Not our caller's cancellation: aclose() cut the send after its grace.
+                # Not our caller's cancellation: aclose() stopped the send.
+                if not attempt.handed_over:
+                    raise ClientClosedError(
+                        "the client closed before this send took its turn; it was not sent"
+                    ) from None
                 raise UncertainSendError(
                     sms, ClientClosedError("the client closed before the server answered")
                 ) from None
@@ -380,6 +388,9 @@ class VortextClient:
         if refusal.certainly_not_sent:
             raise refusal
         raise UncertainSendError(sms, refusal) from refusal
+
+    def _forget_attempt(self, task: asyncio.Task[SentSms]) -> None:
+        del self._attempts[task]
 
     def _detach(self, sms: Sms, task: asyncio.Task[SentSms]) -> None:
         self._background.add(task)

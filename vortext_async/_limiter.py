@@ -22,6 +22,7 @@ import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol
@@ -62,6 +63,10 @@ def _check_windows(
             )
 
 
+def _to_windows(windows: Iterable[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    return tuple(windows)
+
+
 @attrs.frozen
 class RateLimit:
     """An account's caps: at most ``per_minute`` sends in any 60 s, ``per_hour`` in any hour.
@@ -77,7 +82,7 @@ class RateLimit:
         default=None, validator=lambda _i, _a, value: _check_count("per_hour", value)
     )
     windows: tuple[tuple[int, float], ...] = attrs.field(
-        default=(), kw_only=True, converter=tuple, validator=_check_windows
+        default=(), kw_only=True, converter=_to_windows, validator=_check_windows
     )
 
     def all_windows(self) -> tuple[tuple[int, float], ...]:

@@ -80,7 +80,8 @@ class ServiceStatus:
     """The answer of ``GET /status``.
 
     Its shape is not documented: ``status`` holds a ``status`` field when the server
-    sends one, and the whole body is in ``extra``.
+    sends one (or the body when it is a bare JSON string), every other field is in
+    ``extra``.
     """
 
     status: str | None = attrs.field(default=None, kw_only=True)
