@@ -43,6 +43,7 @@ from ._models import (
 )
 from ._redis_limiter import RedisRateLimiter
 from ._retry import RetryEvent, RetryPolicy
+from ._transport import aiohttp_transport
 from ._version import __version__
 
 __all__ = [
@@ -90,4 +91,5 @@ __all__ = [
     "WaitBudgetExceededError",
     "WindowState",
     "__version__",
+    "aiohttp_transport",
 ]

@@ -172,21 +172,19 @@ class VortextClient:
             f"vortext-async/{__version__} ({self._http.library}/{self._http.version}; "
             f"Python/{platform.python_version()})"
         )
-        self._get_headers: Mapping[str, str] = {
+        get_headers = {
             "Authorization": f"Basic {token}",
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
-        self._post_headers: Mapping[str, str] = {
-            **self._get_headers,
-            "Content-Type": "application/json",
-        }
-        self._Request = self._http.request_class()
+        self._get_headers = self._http.headers(get_headers)
+        self._post_headers = self._http.headers({**get_headers, "Content-Type": "application/json"})
         self._sms_url = self.base_url + _api.SMS_PATH
+        self._sms_target = self._http.url(self._sms_url)
         self._extensions = (
             {"timeout": self._request_timeout.as_dict()}
             if self._request_timeout is not None
-            else {}
+            else None
         )
         self._attempt_timeout = _attempt_seconds(timeout)
 
@@ -365,9 +363,9 @@ class VortextClient:
         ) as permit:
             if attempt is not None:
                 attempt.handed_over = True
-            request = self._Request(
+            request = self._http.request(
                 "POST",
-                self._sms_url,
+                self._sms_target,
                 headers=self._post_headers,
                 content=body,
                 extensions=self._extensions,
@@ -423,7 +421,7 @@ class VortextClient:
             raise ClientClosedError("the client is closed")
 
         async def attempt() -> Any:
-            request = self._Request(
+            request = self._http.request(
                 "GET", url, headers=self._get_headers, extensions=self._extensions
             )
             response = await self._http.send(request)

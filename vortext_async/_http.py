@@ -80,14 +80,31 @@ class HttpLayer:
     the caller is left open for the caller to close.
     """
 
-    __slots__ = ("_errors", "client", "library", "owned", "version")
+    __slots__ = (
+        "_direct",
+        "_errors",
+        "_extensions",
+        "_lib",
+        "client",
+        "library",
+        "owned",
+        "version",
+    )
 
-    def __init__(self, client: Any, *, owned: bool) -> None:
+    def __init__(self, client: Any, *, owned: bool, direct: Any = None) -> None:
         lib = library_of(client)
         self.client = client
         self.owned = owned
         self.library: str = lib.__name__
         self.version: str = lib.__version__
+        self._lib = lib
+        # ``direct``: a transport of ours that this layer's own client wraps.  Requests
+        # go straight to it: the client adds nothing we use (no auth, cookies, hooks,
+        # redirects or proxies) and costs more CPU than the request itself.
+        self._direct = direct
+        self._extensions: dict[str, Any] = (
+            {"timeout": client.timeout.as_dict()} if direct is not None else {}
+        )
         # Most specific first: the first matching class decides.  Connect-phase failures
         # and pool timeouts never wrote the request; a failed or timed-out *write* left at
         # most part of it, which no server can act on.  Anything after that may have been
@@ -116,22 +133,56 @@ class HttpLayer:
         """A layer over a new client of ``library`` (``"auto"``: httpx2 if installed)."""
         lib = load_library(library)
         options: dict[str, Any] = {"timeout": _timeout(lib, timeout), "follow_redirects": False}
-        if limits is not None:
+        from ._transport import aiohttp_transport, is_direct
+
+        if transport == "aiohttp":
+            transport = aiohttp_transport(lib, limits=limits)
+        elif isinstance(transport, str):
+            raise ConfigurationError(
+                f"transport must be 'aiohttp' or a transport object, not {transport!r}"
+            )
+        elif limits is not None:
             options["limits"] = limits
         if transport is not None:
             options["transport"] = transport
-        return cls(lib.AsyncClient(**options), owned=True)
+        direct = transport if is_direct(transport) else None
+        return cls(lib.AsyncClient(**options), owned=True, direct=direct)
 
     def timeout_of(self, timeout: Any) -> Any:
         """``timeout`` converted for this layer's library."""
         return _timeout(importlib.import_module(self.library), timeout)
 
-    def request_class(self) -> Any:
-        return importlib.import_module(self.library).Request
+    def url(self, url: str) -> Any:
+        """``url`` parsed once, for requests that reuse it."""
+        return self._lib.URL(url)
+
+    def headers(self, headers: Mapping[str, str]) -> Any:
+        """``headers`` normalised once, for requests that reuse them."""
+        return self._lib.Headers(headers)
+
+    def request(
+        self,
+        method: str,
+        url: Any,
+        *,
+        headers: Any,
+        content: bytes | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> Any:
+        """A request of this layer's library (pass a :meth:`url` and :meth:`headers`)."""
+        return self._lib.Request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            extensions=extensions if extensions is not None else self._extensions,
+        )
 
     async def send(self, request: Any) -> Any:
         """Send ``request`` and read the whole answer; failures become ``TransportError``."""
         try:
+            if self._direct is not None:
+                return await self._direct.handle_async_request(request)
             return await self.client.send(request)
         except BaseException as error:
             mapped = self.map_error(error, request.method, str(request.url))

@@ -1,0 +1,433 @@
+"""Send throughput: the client against raw aiohttp, httpx and httpx2, in the same run.
+
+    python benchmarks/bench_throughput.py [--quick] [--repeat N] [--json PATH] [--no-profile]
+
+1. POSTs per second against one local aiohttp server (``_server.py``, its own
+   process) at concurrency 1, 16, 64 and 256: raw ``aiohttp``, raw ``httpx`` and
+   ``httpx2`` (default httpcore transport), both over the third-party
+   ``httpx-aiohttp`` transport, and ``VortextClient.send_sms`` (no caps, retries on)
+   over the default transport and over the fast one (``transport="aiohttp"``), for each
+   library.  Each figure is the median of ``--repeat`` timed windows (each after a
+   warm-up, each with a fresh client); ratios are to raw aiohttp and to the raw client
+   of the same library.
+2. CPU microseconds per send in-process, against a no-op transport (no network): the
+   client's own cost next to httpx's floor, and a cProfile of where it goes.
+
+The machine this runs on may be busy: numbers are noisy, compare ratios within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import importlib
+import importlib.util
+import json
+import pstats
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _server import running_server  # noqa: E402
+
+from vortext_async import VortextClient  # noqa: E402
+
+CONCURRENCY = (1, 16, 64, 256)
+BODY = b'{"phoneNumber":"+33612345678","message":"Your code is 123456"}'
+HEADERS = {
+    "Authorization": "Basic YmVuY2g6YmVuY2g=",
+    "Accept": "application/json",
+    "Content-Type": "application/json",
+}
+
+Send = Callable[[], Awaitable[object]]
+# A case: builds (send, stack) inside the running loop; the stack closes the client.
+Case = Callable[[str, AsyncExitStack], Awaitable[Send]]
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+# -- cases ---------------------------------------------------------------------------
+
+
+async def raw_aiohttp(url: str, stack: AsyncExitStack) -> Send:
+    import aiohttp
+
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    sms_url = url + "/sms"
+
+    async def send() -> bytes:
+        async with session.post(sms_url, data=BODY, headers=HEADERS) as response:
+            return await response.read()
+
+    return send
+
+
+def raw_httpx(library: str, *, transport: str = "httpcore") -> Case:
+    async def case(url: str, stack: AsyncExitStack) -> Send:
+        lib = importlib.import_module(library)
+        options: dict[str, Any] = {}
+        if transport == "httpx-aiohttp":
+            module = "httpx_aiohttp" if library == "httpx" else "httpx_aiohttp.httpx2"
+            options["transport"] = importlib.import_module(module).AiohttpTransport()
+        elif transport == "aiohttp":
+            from vortext_async._transport import aiohttp_transport
+
+            options["transport"] = aiohttp_transport(lib)
+        client = await stack.enter_async_context(lib.AsyncClient(**options))
+        sms_url = url + "/sms"
+
+        async def send() -> bytes:
+            response = await client.post(sms_url, content=BODY, headers=HEADERS)
+            return response.content  # type: ignore[no-any-return]
+
+        return send
+
+    return case
+
+
+def vortext(library: str, *, transport: str | None = None) -> Case:
+    async def case(url: str, stack: AsyncExitStack) -> Send:
+        options: dict[str, Any] = {}
+        if transport == "aiohttp":
+            from vortext_async._transport import aiohttp_transport
+
+            options["transport"] = aiohttp_transport(importlib.import_module(library))
+        client = VortextClient("bench", "bench", base_url=url, http_library=library, **options)
+        stack.push_async_callback(client.aclose)
+
+        async def send() -> object:
+            return await client.send_sms("+33612345678", "Your code is 123456")
+
+        return send
+
+    return case
+
+
+def cases() -> dict[str, Case]:
+    """Every case whose libraries are installed, by row label."""
+    found: dict[str, Case] = {"aiohttp": raw_aiohttp}
+    libraries = [name for name in ("httpx", "httpx2") if _have(name)]
+    for library in libraries:
+        found[f"{library}"] = raw_httpx(library)
+    if _have("httpx_aiohttp"):
+        for library in libraries:
+            found[f"{library} + httpx-aiohttp"] = raw_httpx(library, transport="httpx-aiohttp")
+    for library in libraries:
+        found[f"{library} + vortext aiohttp transport"] = raw_httpx(library, transport="aiohttp")
+    for library in libraries:
+        found[f"VortextClient/{library} default"] = vortext(library)
+        found[f"VortextClient/{library} fast"] = vortext(library, transport="aiohttp")
+    return found
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+async def _rate(case: Case, url: str, concurrency: int, warmup: float, window: float) -> float:
+    """Sends per second over ``window`` seconds, after ``warmup`` seconds of sending."""
+    async with AsyncExitStack() as stack:
+        send = await case(url, stack)
+        done = 0
+        stop = False
+
+        async def worker() -> None:
+            nonlocal done
+            while not stop:
+                await send()
+                done += 1
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+        try:
+            await asyncio.sleep(warmup)
+            start_count, start = done, time.perf_counter()
+            await asyncio.sleep(window)
+            end_count, end = done, time.perf_counter()
+        finally:
+            stop = True
+            results = await asyncio.gather(*workers, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise RuntimeError(f"a send failed: {errors[0]!r}") from errors[0]
+        return (end_count - start_count) / (end - start)
+
+
+def measure(
+    url: str,
+    concurrency: tuple[int, ...],
+    repeat: int,
+    warmup: float,
+    window: float,
+    only: list[str] | None = None,
+) -> dict[str, dict[int, list[float]]]:
+    """{case: {concurrency: [sends per second, one per repeat]}}; repeats interleaved."""
+    table: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    found = {
+        label: case
+        for label, case in cases().items()
+        if label == "aiohttp" or not only or any(word in label for word in only)
+    }
+    for _ in range(repeat):
+        for label, case in found.items():
+            for n in concurrency:
+                gc.collect()
+                rate = asyncio.run(_rate(case, url, n, warmup, window))
+                table[label][n].append(rate)
+                print(f"  {label:<40} c={n:<4} {rate:8.0f}/s", file=sys.stderr, flush=True)
+    return table
+
+
+def print_throughput(
+    table: dict[str, dict[int, list[float]]], concurrency: tuple[int, ...]
+) -> None:
+    med = {label: {n: statistics.median(v) for n, v in row.items()} for label, row in table.items()}
+    print("\n## Sends per second (median; x aiohttp / x raw client of the same library)\n")
+    header = "| case | " + " | ".join(f"c={n}" for n in concurrency) + " |"
+    print(header)
+    print("|" + "---|" * (len(concurrency) + 1))
+    for label, row in med.items():
+        base_lib = next((lib for lib in ("httpx2", "httpx") if lib in label), None)
+        cells = []
+        for n in concurrency:
+            value = row[n]
+            cell = f"{value:,.0f} ({value / med['aiohttp'][n]:.2f}x"
+            if base_lib is not None and label != base_lib and base_lib in med:
+                cell += f" / {value / med[base_lib][n]:.2f}x"
+            cells.append(cell + ")")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    for library in ("httpx", "httpx2"):
+        label = f"VortextClient/{library} fast"
+        if label in med and 64 in med[label]:
+            row = med[label]
+            line = f"{label}: {row[64] / med['aiohttp'][64]:.2f}x aiohttp at c=64 (goal >= 0.5)"
+            if 256 in row:
+                line += f"; c=256 is {row[256] / row[64]:.2f}x its c=64 figure (goal >= 0.9)"
+            print(line)
+
+
+# -- CPU per send, no network ----------------------------------------------------------
+
+
+def _noop_transport(lib: Any, *, direct: bool = False) -> Any:
+    """Answers every request at once; ``direct``: marked like the aiohttp transport, so
+    a client that supports it skips ``AsyncClient.send`` (as with the fast transport)."""
+    answer = b'{"messageId":"m1"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"18")]
+
+    class NoOp(lib.AsyncBaseTransport):  # type: ignore[misc]
+        _vortext_direct = direct
+
+        async def handle_async_request(self, request: Any) -> Any:
+            return lib.Response(200, headers=headers, content=answer, request=request)
+
+    return NoOp()
+
+
+async def _cpu_cases(library: str, n: int) -> dict[str, float]:
+    """CPU microseconds per send over the no-op transport, per way of sending."""
+    lib = importlib.import_module(library)
+    out: dict[str, float] = {}
+    async with lib.AsyncClient(transport=_noop_transport(lib)) as http:
+        request = http.build_request(
+            "POST", "http://bench.invalid/sms", content=BODY, headers=HEADERS
+        )
+
+        async def prebuilt() -> None:
+            await http.send(request)
+
+        async def post() -> None:
+            await http.post("http://bench.invalid/sms", content=BODY, headers=HEADERS)
+
+        async with (
+            VortextClient(
+                "bench",
+                "bench",
+                base_url="http://bench.invalid",
+                http_library=library,
+                transport=_noop_transport(lib),
+            ) as client,
+            VortextClient(
+                "bench",
+                "bench",
+                base_url="http://bench.invalid",
+                http_library=library,
+                transport=_noop_transport(lib, direct=True),
+            ) as direct,
+        ):
+
+            async def ours() -> None:
+                await client.send_sms("+33612345678", "Your code is 123456")
+
+            async def ours_direct() -> None:
+                await direct.send_sms("+33612345678", "Your code is 123456")
+
+            for label, call in (
+                (f"{library} AsyncClient.send(prebuilt request)", prebuilt),
+                (f"{library} AsyncClient.post", post),
+                (f"VortextClient/{library} send_sms", ours),
+                (f"VortextClient/{library} send_sms, direct transport", ours_direct),
+            ):
+                for _ in range(min(n, 200)):
+                    await call()
+                samples = []
+                for _ in range(5):
+                    start = time.process_time()
+                    for _ in range(n // 5):
+                        await call()
+                    samples.append((time.process_time() - start) / (n // 5) * 1e6)
+                out[label] = statistics.median(samples)
+    return out
+
+
+_BUCKETS = (
+    ("vortext_async", "vortext-async (ours)"),
+    ("httpcore", "httpx/httpcore"),
+    ("httpx", "httpx/httpcore"),
+    ("h11", "httpx/httpcore"),
+    ("tenacity", "tenacity"),
+    ("cattrs", "attrs/cattrs"),
+    ("attr", "attrs/cattrs"),
+    ("asyncio", "asyncio"),
+    ("json", "json"),
+)
+
+
+def _bucket(filename: str) -> str:
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins"
+    parts = Path(filename).parts
+    for key, label in _BUCKETS:
+        if any(part == key or part.startswith(key + "2") for part in parts):
+            return label
+    return "other"
+
+
+async def _profile(library: str, n: int) -> pstats.Stats:
+    lib = importlib.import_module(library)
+    async with VortextClient(
+        "bench",
+        "bench",
+        base_url="http://bench.invalid",
+        http_library=library,
+        transport=_noop_transport(lib, direct=True),
+    ) as client:
+        for _ in range(100):
+            await client.send_sms("+33612345678", "Your code is 123456")
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(n):
+            await client.send_sms("+33612345678", "Your code is 123456")
+        profiler.disable()
+    return pstats.Stats(profiler)
+
+
+def print_profile(stats: pstats.Stats, n: int, top: int = 15) -> dict[str, float]:
+    """Own time per send by package, and the top functions by own time."""
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    buckets: dict[str, float] = defaultdict(float)
+    total = 0.0
+    rows = []
+    for (filename, line, name), (_cc, ncalls, tottime, cumtime, _callers) in raw.items():
+        buckets[_bucket(filename)] += tottime
+        total += tottime
+        rows.append((tottime, ncalls, cumtime, f"{Path(filename).name}:{line}({name})"))
+    print(f"\ncProfile, {n} sends (profiled times are inflated; shares are what matter):\n")
+    print("| where (own time) | us/send | share |")
+    print("|---|---|---|")
+    for label, seconds in sorted(buckets.items(), key=lambda item: -item[1]):
+        print(f"| {label} | {seconds / n * 1e6:.1f} | {seconds / total:.0%} |")
+    print(f"\nTop {top} functions by own time:\n")
+    print("| function | calls/send | own us/send | cum us/send |")
+    print("|---|---|---|---|")
+    for tottime, ncalls, cumtime, where in sorted(rows, reverse=True)[:top]:
+        print(f"| {where} | {ncalls / n:.1f} | {tottime / n * 1e6:.1f} | {cumtime / n * 1e6:.1f} |")
+    return {label: seconds / n * 1e6 for label, seconds in buckets.items()}
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny run: it works, numbers mean nothing"
+    )
+    parser.add_argument("--repeat", type=int, default=None, help="timed windows per cell")
+    parser.add_argument(
+        "--json", type=Path, help="where the figures go (default: results/throughput[-quick].json)"
+    )
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--only", action="append", help="run only cases whose label contains this (repeatable)"
+    )
+    args = parser.parse_args()
+
+    concurrency = (1, 64) if args.quick else CONCURRENCY
+    repeat = args.repeat or (1 if args.quick else 3)
+    warmup, window = (0.1, 0.3) if args.quick else (0.5, 2.0)
+    cpu_sends = 500 if args.quick else 5000
+
+    with running_server() as url:
+        table = measure(url, concurrency, repeat, warmup, window, args.only)
+    print_throughput(table, concurrency)
+
+    libraries = [name for name in ("httpx", "httpx2") if _have(name)]
+    cpu: dict[str, float] = {}
+    for library in libraries:
+        cpu.update(asyncio.run(_cpu_cases(library, cpu_sends)))
+    print("\n## CPU per send, in-process, no-op transport (median of 5)\n")
+    print("| way of sending | CPU us/send |")
+    print("|---|---|")
+    for label, micros in cpu.items():
+        print(f"| {label} | {micros:.1f} |")
+
+    profile: dict[str, dict[str, float]] = {}
+    if not args.no_profile:
+        for library in libraries:
+            print(f"\n## Where a send's CPU goes: VortextClient/{library}")
+            stats = asyncio.run(_profile(library, cpu_sends))
+            profile[library] = print_profile(stats, cpu_sends)
+
+    if args.json is None:
+        args.json = (
+            HERE / "results" / ("throughput-quick.json" if args.quick else "throughput.json")
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "quick": args.quick,
+                "repeat": repeat,
+                "concurrency": list(concurrency),
+                "throughput": {
+                    label: {str(n): statistics.median(v) for n, v in row.items()}
+                    for label, row in table.items()
+                },
+                "samples": {
+                    label: {str(n): v for n, v in row.items()} for label, row in table.items()
+                },
+                "cpu_us_per_send": cpu,
+                "profile_us_per_send": profile,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
