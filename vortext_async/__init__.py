@@ -6,6 +6,7 @@ imported only when used.
 """
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
+from ._bulk import BulkJob, BulkProgress, BulkSummary, send_bulk
 from ._client import DEFAULT_TIMEOUT, VortextClient
 from ._clock import Clock, MonotonicClock
 from ._errors import (
@@ -51,6 +52,9 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "INTERNET_BASE_URL",
     "AuthenticationError",
+    "BulkJob",
+    "BulkProgress",
+    "BulkSummary",
     "BadRequestError",
     "ClientClosedError",
     "Clock",
@@ -92,4 +96,5 @@ __all__ = [
     "WindowState",
     "__version__",
     "aiohttp_transport",
+    "send_bulk",
 ]

@@ -4,6 +4,10 @@ It knows no HTTP: it sees a clock and the :mod:`vortext_async._errors` classes,
 and the rule that matters is about sends.  A send is retried only when it certainly
 did not reach the server; an uncertain one is not, unless the caller opted in to
 at-least-once delivery.  Reads are idempotent and retried on any transient failure.
+
+Time comes from the injected :class:`~vortext_async._clock.Clock` only (tenacity's
+own ``stop_after_delay`` reads ``time.monotonic``), so a virtual clock makes every
+wait instant in tests.
 """
 
 from __future__ import annotations
@@ -37,10 +41,15 @@ logger = logging.getLogger("vortext_async")
 T = TypeVar("T")
 Operation = Literal["send", "read"]
 
+_NS = 1_000_000_000
+_RNG = random.Random()
 
-def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+
+def _seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"RetryPolicy {attribute.name} must be >= 0, got {value!r}")
+        raise ConfigurationError(
+            f"RetryPolicy {attribute.name} must be a number of seconds >= 0, got {value!r}"
+        )
     if math.isinf(value) and attribute.name != "timeout":
         raise ConfigurationError(f"RetryPolicy {attribute.name} must be finite, got {value!r}")
 
@@ -50,62 +59,80 @@ def _attempts(_instance: object, _attribute: object, value: int) -> None:
         raise ConfigurationError(f"RetryPolicy attempts must be an integer >= 1, got {value!r}")
 
 
+def _flag(_instance: object, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"RetryPolicy {attribute.name} must be True or False, got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How hard to try: the numbers of the retry layer, in one place.
+    """How hard to try: every number of the retry layer, in one place.
 
     - ``attempts``: requests per call at most (1: no retries);
-    - ``timeout``: seconds per call, waits included; no wait is started that would
-      end past it;
-    - ``initial_wait``, ``max_wait``: exponential backoff from ``initial_wait``,
-      doubling, each wait capped at ``max_wait``, plus up to ``jitter`` seconds of
-      random jitter;
-    - ``max_retry_after``: a ``Retry-After`` longer than this raises at once;
+    - ``timeout``: seconds per call, waits included (``math.inf``: none).  It is
+      checked before each wait: no wait is started that would end past it, and an
+      attempt in flight is never cut by it (the HTTP timeouts bound each attempt);
+    - ``initial_wait``, ``max_wait``: exponential backoff, ``initial_wait`` doubled
+      after each failure, plus a random jitter of up to ``jitter`` **seconds**, the
+      whole wait capped at ``max_wait``;
+    - ``max_retry_after``: a server's ``Retry-After`` (429, or 503) is waited exactly,
+      up to this many seconds; a longer one raises at once, its value on the error
+      (``retry_after``);
     - ``retry_uncertain_sends``: also resend sends that may have been accepted
       (at-least-once: **may send an SMS twice**).
     """
 
     attempts: int = attrs.field(default=5, validator=_attempts)
-    timeout: float = attrs.field(default=60.0, validator=_positive)
-    initial_wait: float = attrs.field(default=0.25, validator=_positive)
-    max_wait: float = attrs.field(default=10.0, validator=_positive)
-    jitter: float = attrs.field(default=0.5, validator=_positive)
-    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
-    retry_uncertain_sends: bool = False
+    timeout: float = attrs.field(default=60.0, validator=_seconds)
+    initial_wait: float = attrs.field(default=0.25, validator=_seconds)
+    max_wait: float = attrs.field(default=10.0, validator=_seconds)
+    jitter: float = attrs.field(default=1.0, validator=_seconds)
+    max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
+    retry_uncertain_sends: bool = attrs.field(default=False, validator=_flag)
 
     @classmethod
     def no_retries(cls) -> RetryPolicy:
-        """One attempt per call."""
+        """One attempt per call: every failure is raised at once."""
         return cls(attempts=1)
 
     def backoff(self, retry_number: int, rng: random.Random) -> float:
-        """The wait before retry ``retry_number`` (1 for the first retry)."""
-        base = min(self.max_wait, self.initial_wait * 2 ** (retry_number - 1))
+        """The wait before retry ``retry_number`` (1 for the first retry), in seconds."""
+        # min() before the power would overflow for huge retry numbers.
+        doublings = min(retry_number - 1, 64)
+        base = min(self.max_wait, self.initial_wait * 2.0**doublings)
         return float(min(self.max_wait, base + rng.uniform(0, self.jitter)))
 
 
 @attrs.frozen
 class RetryEvent:
-    """A retry about to happen: passed to ``on_retry`` hooks and logged."""
+    """A retry about to happen: passed to ``on_retry`` hooks, and logged."""
 
     attempt: int
     """The attempt that failed (1 for the first)."""
     wait: float
     """Seconds before the next attempt."""
     error: VortextError
+    """Why the attempt failed."""
     operation: Operation
+    """``"send"`` (POST /sms) or ``"read"`` (status, SMS detail)."""
 
 
 def should_retry(error: BaseException, operation: Operation, policy: RetryPolicy) -> bool:
-    """Whether ``error`` allows another attempt of ``operation``."""
+    """Whether ``error`` allows another attempt of ``operation`` (time and count aside).
+
+    A send only when it certainly did not go out: a connect failure, a pool timeout,
+    a 429 or a 503; an uncertain one only with ``policy.retry_uncertain_sends``.
+    A read on any transient failure: any transport error, 408, 429, 5xx.
+    """
     if not isinstance(error, VortextError):
         return False
     if operation == "send":
         if isinstance(error, UncertainSendError):
             return policy.retry_uncertain_sends
-        return error.certainly_not_sent and (
-            isinstance(error, (ConnectError, PoolTimeoutError, RateLimitedError))
-            or (isinstance(error, ServerError) and error.certainly_not_sent)
+        return error.certainly_not_sent and isinstance(
+            error, ConnectError | PoolTimeoutError | RateLimitedError | ServerError
         )
     if isinstance(error, TransportError):
         return True
@@ -114,15 +141,14 @@ def should_retry(error: BaseException, operation: Operation, policy: RetryPolicy
     )
 
 
-def _retry_after(error: BaseException) -> float | None:
+def _retry_after(error: BaseException | None) -> float | None:
+    """The server's ``Retry-After`` carried by ``error`` (or by the cause of an uncertain send)."""
     if isinstance(error, UncertainSendError):
         error = error.cause
     value = getattr(error, "retry_after", None)
-    return float(value) if isinstance(value, int | float) else None
-
-
-class _GiveUp(Exception):
-    """Raised inside the retry loop to stop with the original error."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
 
 
 async def call_with_retries(
@@ -134,59 +160,106 @@ async def call_with_retries(
     on_retry: Callable[[RetryEvent], object] | None = None,
     rng: random.Random | None = None,
 ) -> T:
-    """Run ``attempt`` until it succeeds or ``policy`` says stop; raise the last error.
+    """Await ``attempt()`` until it succeeds or ``policy`` says stop; raise the last error.
 
-    The error raised carries ``attempts``, the number of requests made.
+    Stops at ``policy.attempts``, before a wait that would end past ``policy.timeout``
+    (measured on ``clock`` from the call's start), or at once on a ``Retry-After`` over
+    ``policy.max_retry_after``.  The error raised is the last attempt's, with
+    ``attempts`` set to the number of attempts made.  Each retry is logged (logger
+    ``vortext_async``) and passed to ``on_retry``.  Cancellation propagates at once.
     """
-    rng = rng if rng is not None else random.Random()
-    deadline = clock.now_ns() + (
-        round(policy.timeout * 1e9) if math.isfinite(policy.timeout) else 2**62
+    start = clock.now_ns()
+    # Fast path: most calls succeed or fail for good at once, and building tenacity's
+    # machinery costs more than a loopback request.
+    try:
+        return await attempt()
+    except VortextError as error:
+        if policy.attempts == 1 or not should_retry(error, operation, policy):
+            error.attempts = 1
+            raise
+        first_error: VortextError | None = error
+    return await _retry(
+        attempt,
+        first_error,
+        operation=operation,
+        policy=policy,
+        clock=clock,
+        deadline=start + round(policy.timeout * _NS) if math.isfinite(policy.timeout) else None,
+        on_retry=on_retry,
+        rng=rng if rng is not None else _RNG,
     )
-    attempts = 0
+
+
+async def _retry(
+    attempt: Callable[[], Awaitable[T]],
+    first_error: VortextError | None,
+    *,
+    operation: Operation,
+    policy: RetryPolicy,
+    clock: Clock,
+    deadline: int | None,
+    on_retry: Callable[[RetryEvent], object] | None,
+    rng: random.Random,
+) -> T:
+    """The slow path: tenacity, fed the first attempt's failure as its attempt 1."""
 
     def wait(state: tenacity.RetryCallState) -> float:
-        assert state.outcome is not None
-        error = state.outcome.exception()
-        assert isinstance(error, VortextError)
-        retry_after = _retry_after(error)
+        # tenacity computes the wait before asking ``stop`` (which reads it).
+        retry_after = _retry_after(state.outcome.exception() if state.outcome else None)
         if retry_after is not None:
-            if retry_after > policy.max_retry_after:
-                raise _GiveUp from error
-            pause = retry_after
-        else:
-            pause = policy.backoff(state.attempt_number, rng)
-        if clock.now_ns() + round(pause * 1e9) > deadline:
-            raise _GiveUp from error
-        event = RetryEvent(state.attempt_number, pause, error, operation)
+            return retry_after
+        return policy.backoff(state.attempt_number, rng)
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= policy.attempts:
+            return True
+        retry_after = _retry_after(state.outcome.exception() if state.outcome else None)
+        if retry_after is not None and retry_after > policy.max_retry_after:
+            return True
+        return (
+            deadline is not None and clock.now_ns() + round(state.upcoming_sleep * _NS) > deadline
+        )
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        # Only called when a retry will happen (after ``stop`` said go on).
+        error = state.outcome.exception() if state.outcome else None
+        assert isinstance(error, VortextError)
+        event = RetryEvent(state.attempt_number, state.upcoming_sleep, error, operation)
         logger.warning(
-            "%s attempt %d failed, retrying in %.3f s: %s",
+            "%s attempt %d of %d failed, retrying in %.3f s: %s: %s",
             operation,
             event.attempt,
-            pause,
+            policy.attempts,
+            event.wait,
+            type(error).__name__,
             error,
+            extra={"vortext_attempt": event.attempt, "vortext_wait": event.wait},
         )
         if on_retry is not None:
-            on_retry(event)
-        return pause
+            try:
+                on_retry(event)
+            except Exception:
+                # A broken hook must not turn a send's outcome into something else.
+                logger.exception("on_retry hook raised; retrying anyway")
 
     retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(policy.attempts),
+        stop=stop,
         wait=wait,
         retry=tenacity.retry_if_exception(lambda error: should_retry(error, operation, policy)),
+        before_sleep=before_sleep,
         sleep=clock.sleep,
         reraise=True,
     )
+    made = 0
     try:
         async for try_ in retrying:
             with try_:
-                attempts += 1
+                made += 1
+                if first_error is not None:
+                    error, first_error = first_error, None
+                    raise error
                 return await attempt()
-    except _GiveUp as give_up:
-        error = give_up.__cause__
-        assert isinstance(error, VortextError)
-        error.attempts = attempts
-        raise error from error.__cause__
     except VortextError as error:
-        error.attempts = attempts
+        error.attempts = made
         raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
