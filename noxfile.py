@@ -32,8 +32,12 @@ def _install(session: nox.Session, *extras: str, group: str = "test") -> None:
     session.install(spec, *nox.project.dependency_groups(PYPROJECT, group))
 
 
-@nox.session(python=PYTHONS)
-@nox.parametrize("library", ["httpx", "httpx2"])
+# Both libraries on the oldest Python; each newer Python with httpx2 (CI stays < 15 min).
+@nox.session
+@nox.parametrize(
+    ("python", "library"),
+    [("3.11", "httpx"), ("3.11", "httpx2"), ("3.12", "httpx2"), ("3.13", "httpx2")],
+)
 def tests(session: nox.Session, library: str) -> None:
     """The whole test suite on one Python with one HTTP library underneath."""
     _install(session, *(["httpx2"] if library == "httpx2" else []))
