@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from _server import running_server  # noqa: E402
 
-from vortext_async import VortextClient  # noqa: E402
+from vortext_async import Outcome, Sms, VortextClient  # noqa: E402
 
 CONCURRENCY = (1, 16, 64, 256)
 BODY = b'{"phoneNumber":"+33612345678","message":"Your code is 123456"}'
@@ -219,12 +219,80 @@ def print_throughput(
             print(line)
 
 
+# -- send_bulk against a bounded send_sms loop, same server ----------------------------
+
+
+def _messages(count: int) -> Iterator[Sms]:
+    for n in range(count):
+        yield Sms(f"+336{n % 100_000_000:08d}", f"Your code is {n % 10_000:04d}")
+
+
+async def _bulk_seconds(url: str, library: str, mode: str, count: int, concurrency: int) -> float:
+    """Seconds to send ``count`` messages over the fast transport, all answered SENT."""
+    async with VortextClient(
+        "bench", "bench", base_url=url, http_library=library, transport="aiohttp"
+    ) as client:
+        for _ in range(concurrency):  # warm the pool
+            await client.send_sms("+33612345678", "warm-up")
+        sent = 0
+        start = time.perf_counter()
+        if mode == "send_bulk":
+            async for result in client.send_bulk(_messages(count), concurrency=concurrency):
+                sent += result.outcome is Outcome.SENT
+        else:  # a bounded loop: `concurrency` workers sharing one iterator
+            source = _messages(count)
+
+            async def worker() -> None:
+                nonlocal sent
+                for sms in source:
+                    await client.send(sms)
+                    sent += 1
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    if sent != count:
+        raise RuntimeError(f"{mode}: {sent} of {count} sent")
+    return elapsed
+
+
+def measure_bulk(
+    url: str, library: str, count: int, concurrency: tuple[int, ...], repeat: int
+) -> dict[int, dict[str, list[float]]]:
+    """{concurrency: {mode: [seconds]}}, modes alternating so noise hits both."""
+    table: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for _ in range(repeat):
+        for n in concurrency:
+            for mode in ("send_sms loop", "send_bulk"):
+                gc.collect()
+                seconds = asyncio.run(_bulk_seconds(url, library, mode, count, n))
+                table[n][mode].append(seconds)
+                print(f"  {mode:<14} c={n:<4} {count / seconds:8.0f}/s", file=sys.stderr)
+    return table
+
+
+def print_bulk(table: dict[int, dict[str, list[float]]], library: str, count: int) -> None:
+    print(
+        f"\n## send_bulk vs a bounded send_sms loop ({count:,} messages, "
+        f"VortextClient/{library} fast, same server; goal: within 10 %)\n"
+    )
+    print("| concurrency | send_sms loop /s | send_bulk /s | send_bulk time / loop time |")
+    print("|---|---|---|---|")
+    for n, modes in table.items():
+        loop = statistics.median(modes["send_sms loop"])
+        bulk = statistics.median(modes["send_bulk"])
+        # Each repeat's pair ran back to back: the median of the pairs' ratios.
+        pairs = zip(modes["send_sms loop"], modes["send_bulk"], strict=True)
+        ratio = statistics.median(bulk_time / loop_time for loop_time, bulk_time in pairs)
+        print(f"| {n} | {count / loop:,.0f} | {count / bulk:,.0f} | {ratio:.2f} |")
+
+
 # -- CPU per send, no network ----------------------------------------------------------
 
 
 def _noop_transport(lib: Any, *, direct: bool = False) -> Any:
-    """Answers every request at once; ``direct``: marked like the aiohttp transport, so
-    a client that supports it skips ``AsyncClient.send`` (as with the fast transport)."""
+    """Answers every request at once; ``direct``: offers the direct path of the aiohttp
+    transport (``prepare``/``exchange``), so the client builds no ``Request`` or
+    ``Response`` and skips ``AsyncClient.send`` (as with the fast transport)."""
     answer = b'{"messageId":"m1"}'
     headers = [(b"content-type", b"application/json"), (b"content-length", b"18")]
 
@@ -233,6 +301,12 @@ def _noop_transport(lib: Any, *, direct: bool = False) -> Any:
 
         async def handle_async_request(self, request: Any) -> Any:
             return lib.Response(200, headers=headers, content=answer, request=request)
+
+        def prepare(self, url: str, request_headers: Any) -> tuple[Any, Any]:
+            return url, request_headers
+
+        async def exchange(self, *_: Any, **__: Any) -> tuple[int, Any, bytes, str]:
+            return 200, headers, answer, "OK"
 
     return NoOp()
 
@@ -371,19 +445,34 @@ def main() -> None:
         "--json", type=Path, help="where the figures go (default: results/throughput[-quick].json)"
     )
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-bulk", action="store_true", help="skip send_bulk vs send_sms")
+    parser.add_argument("--concurrency", help="comma-separated concurrencies (default 1,16,64,256)")
     parser.add_argument(
         "--only", action="append", help="run only cases whose label contains this (repeatable)"
     )
     args = parser.parse_args()
 
     concurrency = (1, 64) if args.quick else CONCURRENCY
+    if args.concurrency:
+        concurrency = tuple(int(n) for n in args.concurrency.split(","))
     repeat = args.repeat or (1 if args.quick else 3)
     warmup, window = (0.1, 0.3) if args.quick else (0.5, 2.0)
     cpu_sends = 500 if args.quick else 5000
 
+    bulk_library = "httpx2" if _have("httpx2") else "httpx"
+    bulk_count = 500 if args.quick else 20_000
     with running_server() as url:
         table = measure(url, concurrency, repeat, warmup, window, args.only)
+        bulk = (
+            {}
+            if args.no_bulk
+            else measure_bulk(
+                url, bulk_library, bulk_count, (64,) if args.quick else (64, 256), repeat
+            )
+        )
     print_throughput(table, concurrency)
+    if bulk:
+        print_bulk(bulk, bulk_library, bulk_count)
 
     libraries = [name for name in ("httpx", "httpx2") if _have(name)]
     cpu: dict[str, float] = {}
@@ -420,6 +509,8 @@ def main() -> None:
                 "samples": {
                     label: {str(n): v for n, v in row.items()} for label, row in table.items()
                 },
+                "bulk_seconds": {str(n): dict(modes) for n, modes in bulk.items()},
+                "bulk_count": bulk_count,
                 "cpu_us_per_send": cpu,
                 "profile_us_per_send": profile,
             },

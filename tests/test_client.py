@@ -461,6 +461,39 @@ async def test_a_cancelled_caller_does_not_abandon_a_send_in_flight(
     assert result.message_id == "m-late"
 
 
+async def test_a_caller_cancelled_at_any_step_leaves_no_send_unaccounted(
+    httplib: ModuleType, make_client: Any
+) -> None:
+    # Cancel the caller after 0, 1, 2... event-loop turns: before the send goes out,
+    # while it is out, after the answer arrived but before the caller woke up.
+    loop = asyncio.get_running_loop()
+    loop_errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
+    handler = answer(httplib, body={"messageId": "m"})
+    background: list[SendResult] = []
+    client = make_client(handler, on_background_result=background.append)
+    returned = 0
+    try:
+        for turns in range(12):
+            caller = asyncio.create_task(client.send_sms("+33611272727", f"turns={turns}"))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            caller.cancel()
+            try:
+                await caller
+                returned += 1
+            except asyncio.CancelledError:
+                pass
+        await client.aclose()
+    finally:
+        loop.set_exception_handler(None)
+    assert loop_errors == []
+    # Every SMS the server saw reached its caller or was reported in the background.
+    assert returned + len(background) == len(handler.seen)
+    assert all(result.outcome is Outcome.SENT for result in background)
+    assert 0 < len(handler.seen) < 12  # some were cancelled before going out
+
+
 async def test_without_shielding_cancellation_cuts_the_request(
     httplib: ModuleType, make_client: Any
 ) -> None:

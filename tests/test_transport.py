@@ -22,6 +22,7 @@ pytest.importorskip("aiohttp")
 from vortext_async import (
     ConnectError,
     ProtocolError,
+    RateLimitedError,
     RequestTimeoutError,
     RetryPolicy,
     UncertainSendError,
@@ -200,6 +201,38 @@ async def test_a_garbled_answer_is_uncertain(transport: str, http_library: str) 
             await client.send_sms("+33611272727", "hi")
     assert isinstance(caught.value.cause, ProtocolError)
     assert not caught.value.certainly_not_sent
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_refusal_reads_the_same_over_every_transport(
+    transport: str, http_library: str
+) -> None:
+    async def too_many(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        body = b'{"error":"slow down"}'
+        writer.write(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nX-Request-Id: abc\r\n"
+            b"Warning: 199 one\r\nWarning: 199 two\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    async with (
+        _raw_server(too_many) as url,
+        _client(transport, http_library, url, retry=NO_RETRY) as client,
+    ):
+        with pytest.raises(RateLimitedError) as caught:
+            await client.send_sms("+33611272727", "hi")
+        assert client.limiter.state().paused_until is not None  # every sender waits
+    error = caught.value
+    assert (error.status_code, error.retry_after, error.body) == (
+        429,
+        7.0,
+        b'{"error":"slow down"}',
+    )
+    assert error.headers["x-request-id"] == "abc"
+    assert error.headers["warning"] == "199 one, 199 two"
+    assert error.certainly_not_sent
 
 
 async def test_a_pool_of_one_queues_sends_instead_of_failing(

@@ -14,7 +14,7 @@ import email.utils
 import importlib
 import importlib.util
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
@@ -27,10 +27,50 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["HttpLayer", "HttpLibrary", "parse_retry_after"]
+__all__ = ["Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
 
 HttpLibrary = Literal["auto", "httpx", "httpx2"]
 _LIBRARIES = ("httpx2", "httpx")
+
+
+class Target:
+    """A request's method, URL and headers, prepared once by :meth:`HttpLayer.prepare`.
+
+    ``url`` and ``headers`` are in the form the carrying library wants (its own
+    ``URL``/``Headers``, or aiohttp's for the direct transport); ``text`` is the URL
+    for messages.
+    """
+
+    __slots__ = ("headers", "method", "text", "url")
+
+    def __init__(self, method: str, text: str, url: Any, headers: Any) -> None:
+        self.method = method
+        self.text = text
+        self.url = url
+        self.headers = headers
+
+
+class Answer:
+    """A complete HTTP answer, whichever library carried it: status, body, headers."""
+
+    __slots__ = ("_raw_headers", "content", "status_code")
+
+    def __init__(
+        self, status_code: int, content: bytes, raw_headers: Sequence[tuple[bytes, bytes]]
+    ) -> None:
+        self.status_code = status_code
+        self.content = content
+        self._raw_headers = raw_headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Header names in lower case; a repeated header's values joined by ``, ``."""
+        found: dict[str, str] = {}
+        for raw_name, raw_value in self._raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            found[name] = f"{found[name]}, {value}" if name in found else value
+        return found
 
 
 def load_library(name: HttpLibrary) -> ModuleType:
@@ -102,9 +142,7 @@ class HttpLayer:
         # go straight to it: the client adds nothing we use (no auth, cookies, hooks,
         # redirects or proxies) and costs more CPU than the request itself.
         self._direct = direct
-        self._extensions: dict[str, Any] = (
-            {"timeout": client.timeout.as_dict()} if direct is not None else {}
-        )
+        self._extensions: dict[str, Any] = client.timeout.as_dict() if direct is not None else {}
         # Most specific first: the first matching class decides.  Connect-phase failures
         # and pool timeouts never wrote the request; a failed or timed-out *write* left at
         # most part of it, which no server can act on.  Anything after that may have been
@@ -152,40 +190,41 @@ class HttpLayer:
         """``timeout`` converted for this layer's library."""
         return _timeout(importlib.import_module(self.library), timeout)
 
-    def url(self, url: str) -> Any:
-        """``url`` parsed once, for requests that reuse it."""
-        return self._lib.URL(url)
+    def prepare(self, method: str, url: str, headers: Mapping[str, str]) -> Target:
+        """``method url`` with ``headers``, parsed once for requests that reuse them."""
+        if self._direct is not None:
+            direct_url, direct_headers = self._direct.prepare(url, headers)
+            return Target(method, url, direct_url, direct_headers)
+        return Target(method, url, self._lib.URL(url), self._lib.Headers(headers))
 
-    def headers(self, headers: Mapping[str, str]) -> Any:
-        """``headers`` normalised once, for requests that reuse them."""
-        return self._lib.Headers(headers)
-
-    def request(
+    async def exchange(
         self,
-        method: str,
-        url: Any,
-        *,
-        headers: Any,
+        target: Target,
         content: bytes | None = None,
+        *,
         extensions: dict[str, Any] | None = None,
-    ) -> Any:
-        """A request of this layer's library (pass a :meth:`url` and :meth:`headers`)."""
-        return self._lib.Request(
-            method,
-            url,
-            headers=headers,
-            content=content,
-            extensions=extensions if extensions is not None else self._extensions,
-        )
+    ) -> Answer:
+        """Send one request and read the whole answer; failures become ``TransportError``.
 
-    async def send(self, request: Any) -> Any:
-        """Send ``request`` and read the whole answer; failures become ``TransportError``."""
+        ``extensions`` (a per-request timeout) apply to a handed-in client only.
+        """
         try:
             if self._direct is not None:
-                return await self._direct.handle_async_request(request)
-            return await self.client.send(request)
+                status, raw_headers, body, _ = await self._direct.exchange(
+                    target.method, target.url, target.headers, content, self._extensions
+                )
+                return Answer(status, body, raw_headers)
+            request = self._lib.Request(
+                target.method,
+                target.url,
+                headers=target.headers,
+                content=content,
+                extensions=extensions or {},
+            )
+            response = await self.client.send(request)
+            return Answer(response.status_code, response.content, response.headers.raw)
         except BaseException as error:
-            mapped = self.map_error(error, request.method, str(request.url))
+            mapped = self.map_error(error, target.method, target.text)
             if mapped is None:
                 raise
             raise mapped from error

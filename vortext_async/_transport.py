@@ -19,6 +19,7 @@ of this API are small, and a failure while reading one gets the same mapping.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping, Sequence
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -74,6 +75,8 @@ def is_direct(transport: object) -> bool:
 def _transport_class(lib: ModuleType) -> type[Any]:
     """The transport class for ``lib`` (its base class and exceptions differ)."""
     import aiohttp
+    import multidict
+    import yarl
 
     def mapped(error: BaseException, request: Any) -> Any:
         """``lib``'s exception for an aiohttp failure (most specific first)."""
@@ -141,27 +144,57 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 self._timeouts[key] = found
             return found
 
-        async def handle_async_request(self, request: Any) -> Any:
+        def prepare(self, url: str, headers: Mapping[str, str]) -> tuple[Any, Any]:
+            """``url`` and ``headers`` in aiohttp's own types, for :meth:`exchange`."""
+            return yarl.URL(url), multidict.CIMultiDict(headers)
+
+        async def exchange(
+            self,
+            method: str,
+            url: Any,
+            headers: Any,
+            data: Any,
+            timeouts: dict[str, Any],
+            *,
+            server_hostname: str | None = None,
+            request: Any = None,
+        ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes, str | None]:
+            """Send one request, read the whole answer: ``(status, headers, body, reason)``.
+
+            The direct path of the HTTP layer: no ``Request`` or ``Response`` of the
+            library is built.  Failures are raised as the library's exceptions.
+            """
             session = self._session or self._open()
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    compress=False,
+                    timeout=self._timeout(timeouts),
+                    server_hostname=server_hostname,
+                ) as answer:
+                    body = await answer.read()
+                    return answer.status, answer.raw_headers, body, answer.reason
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                raise mapped(error, request) from error
+
+        async def handle_async_request(self, request: Any) -> Any:
             try:
                 data = request.content or None
             except lib.RequestNotRead:
                 data = request.stream  # a streamed body: aiohttp iterates it
-            try:
-                async with session.request(
-                    request.method,
-                    str(request.url),
-                    headers=request.headers.multi_items(),
-                    data=data,
-                    allow_redirects=False,
-                    compress=False,
-                    timeout=self._timeout(request.extensions.get("timeout", {})),
-                    server_hostname=request.extensions.get("sni_hostname"),
-                ) as answer:
-                    body = await answer.read()
-                    status, headers, reason = answer.status, answer.raw_headers, answer.reason
-            except (aiohttp.ClientError, OSError, TimeoutError) as error:
-                raise mapped(error, request) from error
+            status, headers, body, reason = await self.exchange(
+                request.method,
+                str(request.url),
+                request.headers.multi_items(),
+                data,
+                request.extensions.get("timeout", {}),
+                server_hostname=request.extensions.get("sni_hostname"),
+                request=request,
+            )
             extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
             if reason:
                 extensions["reason_phrase"] = reason.encode("ascii", "replace")
