@@ -180,9 +180,11 @@ def measure(
         for label, case in cases().items()
         if label == "aiohttp" or not only or any(word in label for word in only)
     }
+    # Same-concurrency cells of every case run back to back, so each repeat gives a
+    # ratio to aiohttp measured under the same machine conditions.
     for _ in range(repeat):
-        for label, case in found.items():
-            for n in concurrency:
+        for n in concurrency:
+            for label, case in found.items():
                 gc.collect()
                 rate = asyncio.run(_rate(case, url, n, warmup, window))
                 table[label][n].append(rate)
@@ -190,33 +192,42 @@ def measure(
     return table
 
 
+def _ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of per-repeat ratios (repeat i of both ran close together)."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
+
+
 def print_throughput(
     table: dict[str, dict[int, list[float]]], concurrency: tuple[int, ...]
 ) -> None:
-    med = {label: {n: statistics.median(v) for n, v in row.items()} for label, row in table.items()}
-    print("\n## Sends per second (median; x aiohttp / x raw client of the same library)\n")
+    base = table["aiohttp"]
+    print(
+        "\n## Sends per second (median; x aiohttp / x raw client of the same library,"
+        " each the median of per-repeat ratios)\n"
+    )
     header = "| case | " + " | ".join(f"c={n}" for n in concurrency) + " |"
     print(header)
     print("|" + "---|" * (len(concurrency) + 1))
-    for label, row in med.items():
+    for label, row in table.items():
         base_lib = next((lib for lib in ("httpx2", "httpx") if lib in label), None)
         cells = []
         for n in concurrency:
-            value = row[n]
-            cell = f"{value:,.0f} ({value / med['aiohttp'][n]:.2f}x"
-            if base_lib is not None and label != base_lib and base_lib in med:
-                cell += f" / {value / med[base_lib][n]:.2f}x"
+            cell = f"{statistics.median(row[n]):,.0f} ({_ratio(row[n], base[n]):.2f}x"
+            if base_lib is not None and label != base_lib and base_lib in table:
+                cell += f" / {_ratio(row[n], table[base_lib][n]):.2f}x"
             cells.append(cell + ")")
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
-    for library in ("httpx", "httpx2"):
-        label = f"VortextClient/{library} fast"
-        if label in med and 64 in med[label]:
-            row = med[label]
-            line = f"{label}: {row[64] / med['aiohttp'][64]:.2f}x aiohttp at c=64 (goal >= 0.5)"
-            if 256 in row:
-                line += f"; c=256 is {row[256] / row[64]:.2f}x its c=64 figure (goal >= 0.9)"
-            print(line)
+    for label, row in table.items():
+        wanted = label == "aiohttp" or (
+            label.startswith("VortextClient") and label.endswith("fast")
+        )
+        if not wanted or 64 not in row:
+            continue
+        line = f"{label}: {_ratio(row[64], base[64]):.2f}x aiohttp at c=64 (goal >= 0.5)"
+        if 256 in row:
+            line += f"; c=256 is {_ratio(row[256], row[64]):.2f}x its c=64 figure (goal >= 0.9)"
+        print(line)
 
 
 # -- send_bulk against a bounded send_sms loop, same server ----------------------------
