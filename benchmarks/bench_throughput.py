@@ -52,6 +52,7 @@ HEADERS = {
 }
 
 Send = Callable[[], Awaitable[object]]
+Table = dict[str, dict[int, list[float]]]
 # A case: builds (send, stack) inside the running loop; the stack closes the client.
 Case = Callable[[str, AsyncExitStack], Awaitable[Send]]
 
@@ -137,8 +138,11 @@ def cases() -> dict[str, Case]:
 # -- measuring -----------------------------------------------------------------------
 
 
-async def _rate(case: Case, url: str, concurrency: int, warmup: float, window: float) -> float:
-    """Sends per second over ``window`` seconds, after ``warmup`` seconds of sending."""
+async def _rate(
+    case: Case, url: str, concurrency: int, warmup: float, window: float
+) -> tuple[float, float]:
+    """Sends per second over ``window`` seconds, after ``warmup`` seconds of sending, and
+    this process's CPU microseconds per send over the same window."""
     async with AsyncExitStack() as stack:
         send = await case(url, stack)
         done = 0
@@ -153,16 +157,17 @@ async def _rate(case: Case, url: str, concurrency: int, warmup: float, window: f
         workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
         try:
             await asyncio.sleep(warmup)
-            start_count, start = done, time.perf_counter()
+            start_count, start, start_cpu = done, time.perf_counter(), time.process_time()
             await asyncio.sleep(window)
-            end_count, end = done, time.perf_counter()
+            end_count, end, end_cpu = done, time.perf_counter(), time.process_time()
         finally:
             stop = True
             results = await asyncio.gather(*workers, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise RuntimeError(f"a send failed: {errors[0]!r}") from errors[0]
-        return (end_count - start_count) / (end - start)
+        sends = end_count - start_count
+        return sends / (end - start), (end_cpu - start_cpu) / max(sends, 1) * 1e6
 
 
 def measure(
@@ -172,9 +177,10 @@ def measure(
     warmup: float,
     window: float,
     only: list[str] | None = None,
-) -> dict[str, dict[int, list[float]]]:
-    """{case: {concurrency: [sends per second, one per repeat]}}; repeats interleaved."""
-    table: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+) -> tuple[Table, Table]:
+    """Sends per second and client CPU us per send: {case: {concurrency: [one per repeat]}}."""
+    table: Table = defaultdict(lambda: defaultdict(list))
+    cpu_table: Table = defaultdict(lambda: defaultdict(list))
     found = {
         label: case
         for label, case in cases().items()
@@ -186,10 +192,15 @@ def measure(
         for n in concurrency:
             for label, case in found.items():
                 gc.collect()
-                rate = asyncio.run(_rate(case, url, n, warmup, window))
+                rate, cpu = asyncio.run(_rate(case, url, n, warmup, window))
                 table[label][n].append(rate)
-                print(f"  {label:<40} c={n:<4} {rate:8.0f}/s", file=sys.stderr, flush=True)
-    return table
+                cpu_table[label][n].append(cpu)
+                print(
+                    f"  {label:<40} c={n:<4} {rate:8.0f}/s {cpu:6.0f} us CPU/send",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return table, cpu_table
 
 
 def _ratio(numerators: list[float], denominators: list[float]) -> float:
@@ -197,9 +208,24 @@ def _ratio(numerators: list[float], denominators: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
 
 
-def print_throughput(
-    table: dict[str, dict[int, list[float]]], concurrency: tuple[int, ...]
-) -> None:
+def print_cpu(cpu_table: Table, concurrency: tuple[int, ...]) -> None:
+    """Client CPU per send: steadier than sends/s on a shared machine."""
+    base = cpu_table["aiohttp"]
+    print(
+        "\n## Client CPU per send, us, during the same windows (median; x aiohttp's;"
+        " lower is better)\n"
+    )
+    print("| case | " + " | ".join(f"c={n}" for n in concurrency) + " |")
+    print("|" + "---|" * (len(concurrency) + 1))
+    for label, row in cpu_table.items():
+        cells = [
+            f"{statistics.median(row[n]):,.0f} ({_ratio(row[n], base[n]):.2f}x)"
+            for n in concurrency
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def print_throughput(table: Table, concurrency: tuple[int, ...]) -> None:
     base = table["aiohttp"]
     print(
         "\n## Sends per second (median; x aiohttp / x raw client of the same library,"
@@ -473,7 +499,7 @@ def main() -> None:
     bulk_library = "httpx2" if _have("httpx2") else "httpx"
     bulk_count = 500 if args.quick else 20_000
     with running_server() as url:
-        table = measure(url, concurrency, repeat, warmup, window, args.only)
+        table, cpu_table = measure(url, concurrency, repeat, warmup, window, args.only)
         bulk = (
             {}
             if args.no_bulk
@@ -482,6 +508,7 @@ def main() -> None:
             )
         )
     print_throughput(table, concurrency)
+    print_cpu(cpu_table, concurrency)
     if bulk:
         print_bulk(bulk, bulk_library, bulk_count)
 
@@ -519,6 +546,9 @@ def main() -> None:
                 },
                 "samples": {
                     label: {str(n): v for n, v in row.items()} for label, row in table.items()
+                },
+                "client_cpu_us_per_send": {
+                    label: {str(n): v for n, v in row.items()} for label, row in cpu_table.items()
                 },
                 "bulk_seconds": {str(n): dict(modes) for n, modes in bulk.items()},
                 "bulk_count": bulk_count,
