@@ -30,10 +30,10 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -51,10 +51,20 @@ HEADERS = {
     "Content-Type": "application/json",
 }
 
+T = TypeVar("T")
 Send = Callable[[], Awaitable[object]]
 Table = dict[str, dict[int, list[float]]]
 # A case: builds (send, stack) inside the running loop; the stack closes the client.
 Case = Callable[[str, AsyncExitStack], Awaitable[Send]]
+
+
+#: The event loop the measured clients run on: asyncio's own unless ``--uvloop``.
+_LOOP_FACTORY: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=_LOOP_FACTORY) as runner:
+        return runner.run(coro)
 
 
 def _have(module: str) -> bool:
@@ -192,7 +202,7 @@ def measure(
         for n in concurrency:
             for label, case in found.items():
                 gc.collect()
-                rate, cpu = asyncio.run(_rate(case, url, n, warmup, window))
+                rate, cpu = _run(_rate(case, url, n, warmup, window))
                 table[label][n].append(rate)
                 cpu_table[label][n].append(cpu)
                 print(
@@ -301,7 +311,7 @@ def measure_bulk(
         for n in concurrency:
             for mode in ("send_sms loop", "send_bulk"):
                 gc.collect()
-                seconds = asyncio.run(_bulk_seconds(url, library, mode, count, n))
+                seconds = _run(_bulk_seconds(url, library, mode, count, n))
                 table[n][mode].append(seconds)
                 print(f"  {mode:<14} c={n:<4} {count / seconds:8.0f}/s", file=sys.stderr)
     return table
@@ -483,12 +493,20 @@ def main() -> None:
     )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-bulk", action="store_true", help="skip send_bulk vs send_sms")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the clients on uvloop (pip install uvloop)"
+    )
     parser.add_argument("--concurrency", help="comma-separated concurrencies (default 1,16,64,256)")
     parser.add_argument(
         "--only", action="append", help="run only cases whose label contains this (repeatable)"
     )
     args = parser.parse_args()
 
+    if args.uvloop:
+        import uvloop
+
+        global _LOOP_FACTORY
+        _LOOP_FACTORY = uvloop.new_event_loop
     concurrency = (1, 64) if args.quick else CONCURRENCY
     if args.concurrency:
         concurrency = tuple(int(n) for n in args.concurrency.split(","))
@@ -538,6 +556,7 @@ def main() -> None:
         json.dumps(
             {
                 "quick": args.quick,
+                "loop": "uvloop" if args.uvloop else "asyncio",
                 "repeat": repeat,
                 "concurrency": list(concurrency),
                 "throughput": {
