@@ -129,6 +129,28 @@ async def _gzip_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_compressed_answer_is_read_on_every_transport(
+    transport: str, http_library: str
+) -> None:
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:  # keep-alive: one answer per request
+            await _read_request(reader)
+            payload = gzip.compress(b'{"messageId": "m-gz"}')
+            writer.write(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
+            await writer.drain()
+
+    async with (
+        _raw_server(gzipped) as url,
+        _client(transport, http_library, url, retry=NO_RETRY) as client,
+    ):
+        sent = await client.send_sms("+33611272727", "hi")
+    assert sent.message_id == "m-gz"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_refused_connection_is_a_connect_error(transport: str, http_library: str) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -124,7 +124,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,  # httpx decodes Content-Encoding itself
+                auto_decompress=False,  # per request: see exchange()
                 trust_env=False,
             )
             return self._session
@@ -157,12 +157,15 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             timeouts: dict[str, Any],
             *,
             server_hostname: str | None = None,
+            decompress: bool = True,
             request: Any = None,
         ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes, str | None]:
             """Send one request, read the whole answer: ``(status, headers, body, reason)``.
 
             The direct path of the HTTP layer: no ``Request`` or ``Response`` of the
-            library is built.  Failures are raised as the library's exceptions.
+            library is built, so aiohttp decodes a ``Content-Encoding`` (gzip, deflate...)
+            unless ``decompress`` is False.  Failures are raised as the library's
+            exceptions.
             """
             session = self._session or self._open()
             try:
@@ -175,6 +178,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                     compress=False,
                     timeout=self._timeout(timeouts),
                     server_hostname=server_hostname,
+                    auto_decompress=decompress,
                 ) as answer:
                     body = await answer.read()
                     return answer.status, answer.raw_headers, body, answer.reason
@@ -193,6 +197,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 data,
                 request.extensions.get("timeout", {}),
                 server_hostname=request.extensions.get("sni_hostname"),
+                decompress=False,  # the library decodes a Response's Content-Encoding
                 request=request,
             )
             extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
