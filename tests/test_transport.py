@@ -83,6 +83,22 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
+def _answering(head: bytes, body: bytes) -> Handler:
+    """A handler answering every request on its connection with ``head`` (status line
+    and headers) and ``body``."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return  # the client closed the connection
+            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+
+    return handle
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_the_calls_work_over_a_real_server(transport: str, http_library: str) -> None:
     emulator = Emulator(users={"acme": "s3cr3t"}, seed=7)
@@ -132,15 +148,11 @@ async def _gzip_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 async def test_a_compressed_answer_is_read_on_every_transport(
     transport: str, http_library: str
 ) -> None:
-    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:  # keep-alive: one answer per request
-            await _read_request(reader)
-            payload = gzip.compress(b'{"messageId": "m-gz"}')
-            writer.write(
-                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
-                b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload)
-            )
-            await writer.drain()
+    payload = gzip.compress(b'{"messageId": "m-gz"}')
+    gzipped = _answering(
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n",
+        payload,
+    )
 
     async with (
         _raw_server(gzipped) as url,
@@ -229,15 +241,11 @@ async def test_a_garbled_answer_is_uncertain(transport: str, http_library: str) 
 async def test_a_refusal_reads_the_same_over_every_transport(
     transport: str, http_library: str
 ) -> None:
-    async def too_many(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        body = b'{"error":"slow down"}'
-        writer.write(
-            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nX-Request-Id: abc\r\n"
-            b"Warning: 199 one\r\nWarning: 199 two\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        await writer.drain()
+    too_many = _answering(
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nX-Request-Id: abc\r\n"
+        b"Warning: 199 one\r\nWarning: 199 two\r\nContent-Type: application/json\r\n",
+        b'{"error":"slow down"}',
+    )
 
     async with (
         _raw_server(too_many) as url,
