@@ -24,6 +24,7 @@ from vortext_async import (
     ConnectError,
     InvalidRequestError,
     Outcome,
+    RateLimit,
     RetryPolicy,
     SendResult,
     Sms,
@@ -460,6 +461,44 @@ async def test_a_message_read_but_not_yet_sent_when_stopping_is_failed_and_uncla
     rerun = await collect(send_bulk(client, Counted(10), concurrency=1, journal=journal))
     assert sum(r.resumed for r in rerun) == 3
     assert sorted(api.received) == [phone(n) for n in range(10)]
+
+
+async def test_messages_waiting_for_their_turn_when_stopping_are_failed_and_resent_on_rerun(
+    api: FakeApi, mock_transport: Callable[[Any], Any], http_library: str, tmp_path: Path
+) -> None:
+    # One send an hour: the first message goes out, the next three wait for a token.
+    journal = tmp_path / "job.db"
+    options: dict[str, Any] = {
+        "base_url": "https://api.test",
+        "transport": mock_transport(api),
+        "http_library": http_library,
+    }
+    async with VortextClient(
+        "acme", "secret", rate_limit=RateLimit(windows=[(1, 3600.0)]), **options
+    ) as paced:
+        job = send_bulk(paced, Counted(4), concurrency=4, journal=journal, grace=3600)
+        results: list[SendResult] = []
+        consumer = asyncio.create_task(collect(job, into=results))
+        while paced.limiter.state().queued < 3:  # let the three queue on the limiter
+            await asyncio.sleep(0)
+        await job.aclose()  # at once: the grace is for sends in flight; these never left
+        await consumer
+        assert job.summary.failed == 3
+
+    by_number = {r.sms.phone_number: r for r in results}
+    assert [by_number[phone(n)].outcome for n in range(4)] == [Outcome.SENT] + [Outcome.FAILED] * 3
+    for n in range(1, 4):
+        assert "stopped before this message was sent" in str(by_number[phone(n)].error)
+    assert api.received == [phone(0)]
+    assert set(journal_rows(journal)) == {"p:0"}  # the others were never attempted
+
+    async with VortextClient("acme", "secret", **options) as unpaced:
+        rerun = await collect(send_bulk(unpaced, Counted(4), concurrency=4, journal=journal))
+    assert sorted((r.sms.phone_number, r.resumed) for r in rerun) == [
+        (phone(0), True),
+        *((phone(n), False) for n in range(1, 4)),
+    ]
+    assert sorted(api.received) == [phone(n) for n in range(4)]  # each exactly once
 
 
 async def test_a_closed_client_ends_the_job_instead_of_failing_every_message(

@@ -123,8 +123,9 @@ def send_bulk(
     ``retry_failed=False``.
 
     Stopping (``break``, :meth:`BulkJob.aclose`, cancelling the task) stops reading
-    the input and gives sends in flight ``grace`` seconds; those still unanswered are
-    UNCERTAIN.  ``max_wait`` is each send's wait budget for the rate limiter (None:
+    the input, stops at once the sends still waiting for the rate limit (FAILED, sent
+    again by a rerun) and gives sends in flight ``grace`` seconds; those still
+    unanswered are UNCERTAIN.  ``max_wait`` is each send's wait budget for the rate limiter (None:
     wait as long as the pace needs, whatever the client's default).
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -192,6 +193,8 @@ class BulkJob:
         self._waiter: asyncio.Future[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[Any]] = set()
+        # Workers inside client.send whose request was not handed over yet.
+        self._waiting_for_turn: set[asyncio.Task[Any] | None] = set()
         self._live = 0
         self._settling = 0  # results waiting for the journal's commit
 
@@ -339,6 +342,9 @@ class BulkJob:
             await asyncio.wait(idle)
         await self._close_input()
         busy = [task for task in workers if not task.done()]
+        for task in busy:
+            if task in self._waiting_for_turn:
+                task.cancel()  # still waiting for the rate limit: nothing went out
         if busy and self._grace > 0:
             await asyncio.wait(busy, timeout=self._grace)
         for task in busy:
@@ -473,12 +479,34 @@ class BulkJob:
             stopped = VortextError("the bulk job stopped before this message was sent")
             return SendResult(sms, Outcome.FAILED, error=stopped)
 
+        # Until the client hands the request over, stopping the job loses nothing.
+        worker = asyncio.current_task()
+        waiting = self._waiting_for_turn
+        handed_over = False
+
+        def mark_handed_over() -> None:
+            nonlocal handed_over
+            handed_over = True
+            waiting.discard(worker)
+
+        waiting.add(worker)
         try:
-            sent = await self._client.send(sms, max_wait=self._max_wait)
+            try:
+                sent = await self._client.send(
+                    sms, max_wait=self._max_wait, on_handover=mark_handed_over
+                )
+            finally:
+                waiting.discard(worker)
         except asyncio.CancelledError:
-            result = _uncertain(sms, "the bulk job stopped before the server answered")
-            if journal is not None:
-                journal.settle_nowait(key, "uncertain", reason=str(result.error))
+            if handed_over:
+                result = _uncertain(sms, "the bulk job stopped before the server answered")
+                if journal is not None:
+                    journal.settle_nowait(key, "uncertain", reason=str(result.error))
+            else:  # still waiting for its turn: nothing went out, a rerun sends it
+                stopped = VortextError("the bulk job stopped before this message was sent")
+                result = SendResult(sms, Outcome.FAILED, error=stopped)
+                if journal is not None and claim is not None:
+                    journal.unclaim(key, claim.previous)
             self._emit(result)
             raise
         except UncertainSendError as error:

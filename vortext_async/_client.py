@@ -258,6 +258,7 @@ class VortextClient:
         *,
         max_wait: float | _Default | None = _DEFAULT,
         retry: RetryPolicy | None = None,
+        on_handover: Callable[[], object] | None = None,
     ) -> SentSms:
         """Send ``sms`` and return the server's :class:`SentSms`.
 
@@ -266,6 +267,10 @@ class VortextClient:
         ``max_wait``, :class:`UncertainSendError` when it may have been accepted (not
         resent unless ``retry.retry_uncertain_sends``), and another
         :class:`VortextError` when it was certainly not accepted.
+
+        ``on_handover`` is called each time an attempt's request is handed to the
+        transport: from then on the SMS may reach the server.  A send cancelled before
+        the first call sent nothing (``send_bulk`` reports it FAILED, not uncertain).
         """
         if self._closing:
             raise ClientClosedError("the client is closed; no new sends are accepted")
@@ -279,7 +284,7 @@ class VortextClient:
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
         return await call_with_retries(
-            functools.partial(self._send_attempt, sms, body, wait_budget),
+            functools.partial(self._send_attempt, sms, body, wait_budget, on_handover),
             operation="send",
             policy=policy,
             clock=self._clock,
@@ -332,14 +337,20 @@ class VortextClient:
 
     # -- sends -----------------------------------------------------------------------
 
-    async def _send_attempt(self, sms: Sms, body: bytes, max_wait: float | None) -> SentSms:
+    async def _send_attempt(
+        self,
+        sms: Sms,
+        body: bytes,
+        max_wait: float | None,
+        on_handover: Callable[[], object] | None,
+    ) -> SentSms:
         """One attempt, run as its own task so a cancelled caller does not cut it."""
         if self._closing:
             raise ClientClosedError("the client is closing; no new attempts are made")
         if not self.shield_sends:
-            return await self._post_sms(sms, body, max_wait, None)
+            return await self._post_sms(sms, body, max_wait, None, on_handover)
         attempt = _Attempt()
-        task = asyncio.ensure_future(self._post_sms(sms, body, max_wait, attempt))
+        task = asyncio.ensure_future(self._post_sms(sms, body, max_wait, attempt, on_handover))
         self._attempts[task] = attempt
         task.add_done_callback(self._forget_attempt)
         # asyncio.shield(task), with fewer objects per send: the caller waits on a
@@ -370,13 +381,23 @@ class VortextClient:
             raise
 
     async def _post_sms(
-        self, sms: Sms, body: bytes, max_wait: float | None, attempt: _Attempt | None
+        self,
+        sms: Sms,
+        body: bytes,
+        max_wait: float | None,
+        attempt: _Attempt | None,
+        on_handover: Callable[[], object] | None,
     ) -> SentSms:
         async with self.limiter.acquire(
             max_wait=max_wait, attempt_timeout=self._attempt_timeout
         ) as permit:
             if attempt is not None:
                 attempt.handed_over = True
+            if on_handover is not None:
+                try:
+                    on_handover()
+                except Exception:
+                    logger.exception("on_handover hook raised")
             try:
                 response = await self._http.exchange(
                     self._sms_target, body, extensions=self._extensions
