@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _support_clock import RecordingClock
 from _support_faults import Fault, FaultServer, Received, refused_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -49,26 +50,9 @@ from vortext_async import (
 )
 from vortext_async.testing import VirtualClock
 
-NS = 1_000_000_000
 PHONE = "+33611272727"
 POLICY = RetryPolicy(jitter=0)  # waits 0.25, 0.5, 1, 2 (5 attempts)
 HELD_READ_TIMEOUT = 0.1  # seconds: the client gives up on a server that never answers
-
-
-class RecordingClock:
-    """The client's clock: ``sleep`` records the wait and jumps virtual time."""
-
-    def __init__(self) -> None:
-        self.now = 1000 * NS
-        self.waits: list[float] = []
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += round(seconds * NS)
-        await asyncio.sleep(0)
 
 
 class Harness:

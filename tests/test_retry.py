@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from _support_clock import NS, START, RecordingClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,36 +43,15 @@ from vortext_async import (
 )
 from vortext_async._retry import call_with_retries, should_retry
 
-NS = 1_000_000_000
 URL = "http://vortext.invalid/sms"
 NO_JITTER = RetryPolicy(jitter=0)
-START = 1000.0  # the fake clock's first instant, in seconds
-
-
-class FakeClock:
-    """Virtual time: ``sleep`` records its argument and jumps time forward."""
-
-    def __init__(self, start: float = START) -> None:
-        self.now = round(start * NS)
-        self.waits: list[float] = []
-
-    def now_ns(self) -> int:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += round(seconds * NS)
-        await asyncio.sleep(0)
-
-    def advance(self, seconds: float) -> None:
-        self.now += round(seconds * NS)
 
 
 class Script:
     """An attempt function that raises (or returns) the given outcomes in turn."""
 
     def __init__(
-        self, outcomes: Sequence[BaseException | str], *, clock: FakeClock, duration: float = 0
+        self, outcomes: Sequence[BaseException | str], *, clock: RecordingClock, duration: float = 0
     ) -> None:
         self.outcomes = list(outcomes)
         self.clock = clock
@@ -93,11 +73,11 @@ async def run(
     operation: Any = "send",
     policy: RetryPolicy = NO_JITTER,
     duration: float = 0,
-    clock: FakeClock | None = None,
+    clock: RecordingClock | None = None,
     rng: random.Random | None = None,
-) -> tuple[str | VortextError, Script, FakeClock, list[RetryEvent]]:
+) -> tuple[str | VortextError, Script, RecordingClock, list[RetryEvent]]:
     """Run ``call_with_retries`` over ``outcomes``: (result or error, script, clock, events)."""
-    clock = clock if clock is not None else FakeClock()
+    clock = clock if clock is not None else RecordingClock()
     script = Script(outcomes, clock=clock, duration=duration)
     events: list[RetryEvent] = []
     try:
@@ -352,7 +332,7 @@ def test_should_retry_ignores_anything_but_our_errors() -> None:
 
 
 async def test_other_exceptions_propagate_untouched_and_are_not_retried() -> None:
-    clock = FakeClock()
+    clock = RecordingClock()
     script = Script([KeyError("bug"), "never"], clock=clock)
     with pytest.raises(KeyError, match="bug"):
         await call_with_retries(script, operation="read", policy=RetryPolicy(), clock=clock)
@@ -561,7 +541,7 @@ async def test_nothing_is_logged_without_a_retry(caplog: pytest.LogCaptureFixtur
 async def test_a_failing_hook_does_not_change_the_outcome(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = FakeClock()
+    clock = RecordingClock()
     script = Script([connect(), "sent"], clock=clock)
 
     def hook(event: RetryEvent) -> None:
@@ -577,7 +557,7 @@ async def test_a_failing_hook_does_not_change_the_outcome(
 # -- cancellation ----------------------------------------------------------------------
 
 
-class BlockingClock(FakeClock):
+class BlockingClock(RecordingClock):
     """A clock whose sleeps never end by themselves (the test cancels them)."""
 
     def __init__(self) -> None:
@@ -604,7 +584,7 @@ async def test_cancelling_during_a_wait_stops_at_once() -> None:
 
 
 async def test_cancelling_during_an_attempt_is_not_retried() -> None:
-    clock = FakeClock()
+    clock = RecordingClock()
     started = asyncio.Event()
     calls = 0
 
@@ -627,7 +607,7 @@ async def test_cancelling_during_an_attempt_is_not_retried() -> None:
 
 
 async def test_cancelling_a_later_attempt_is_not_retried_either() -> None:
-    clock = FakeClock()
+    clock = RecordingClock()
     calls = 0
     second_started = asyncio.Event()
 
