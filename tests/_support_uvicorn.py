@@ -6,7 +6,8 @@
 - :class:`GateClock`: an emulator clock whose sleeps (the emulator's latency) wait
   for :meth:`GateClock.open`: a slow answer without sleeping in real time.
 - :func:`spawn_uvicorn`: ``uvicorn`` as a subprocess running the example app (the
-  ``example_app`` factory below), ready once it answers ``GET /health``.
+  ``example_app`` factory below), ready once it answers ``GET /health``;
+  :func:`spawn_gunicorn`: the same under gunicorn with uvicorn workers.
 - :func:`load_example`: the example module ``examples/fastapi_app/app.py``.
 """
 
@@ -180,42 +181,59 @@ async def spawn_uvicorn(
     Its stderr (the app's log) goes to the file ``log``.
     """
     port = port or free_port()
+    command = (
+        *("-m", "uvicorn", "--factory", "_support_uvicorn:example_app"),
+        *("--app-dir", str(Path(__file__).parent)),
+        *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+        *args,
+    )
+    return await _spawn(command, env, log, port)
+
+
+async def spawn_gunicorn(
+    env: Mapping[str, str], log: Path, *args: str, port: int | None = None
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start gunicorn with uvicorn workers on the example app; wait until it answers.
+
+    Its stderr (gunicorn's and the app's log) goes to the file ``log``.
+    """
+    from gunicorn.config import KNOWN_SETTINGS
+
+    port = port or free_port()
+    if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
+        args = ("--no-control-socket", *args)  # gunicorn 25+ would open one in ~/.gunicorn
+    command = (
+        *("-m", "gunicorn", "_support_uvicorn:example_app()"),
+        *("--worker-class", "uvicorn.workers.UvicornWorker"),
+        *("--chdir", str(Path(__file__).parent)),
+        *("--bind", f"127.0.0.1:{port}"),
+        *args,
+    )
+    return await _spawn(command, env, log, port)
+
+
+async def _spawn(
+    command: tuple[str, ...], env: Mapping[str, str], log: Path, port: int
+) -> tuple[asyncio.subprocess.Process, str]:
     with log.open("wb") as stderr:  # the child keeps its own copy
-        process = await _exec(env, stderr, port, *args)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *command,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as http:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + 30
         while True:
             if process.returncode is not None:
-                raise RuntimeError(f"uvicorn exited with {process.returncode}")
+                raise RuntimeError(f"{command[1]} exited with {process.returncode}")
             with contextlib.suppress(httpx.TransportError):
                 if (await http.get(url + "/health")).status_code == 200:
                     return process, url
             if loop.time() > give_up:
                 process.kill()
-                raise RuntimeError("uvicorn did not become ready")
+                raise RuntimeError(f"{command[1]} did not become ready")
             await asyncio.sleep(0.05)  # readiness polling of a subprocess
-
-
-async def _exec(
-    env: Mapping[str, str], stderr: Any, port: int, *args: str
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "_support_uvicorn:example_app",
-        "--app-dir",
-        str(Path(__file__).parent),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        *args,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=stderr,
-    )

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _support_uvicorn import GateClock, load_example, serve_app, spawn_uvicorn, wait_until
+from _support_uvicorn import (
+    GateClock,
+    load_example,
+    serve_app,
+    spawn_gunicorn,
+    spawn_uvicorn,
+    wait_until,
+)
 from fastapi import FastAPI
 from test_fastapi import env_for, notify, outcomes, stored_refs
 
@@ -33,8 +40,17 @@ async def queued_at_limiter(probe: httpx.AsyncClient) -> int:
     return queued
 
 
-async def test_sigterm_answers_callers_waiting_for_a_token_at_once(tmp_path: Path) -> None:
-    """200 callers, 3 tokens: 197 get 503 + Retry-After while the 3 sends are still out."""
+@pytest.mark.parametrize("runner", ["uvicorn", "gunicorn"])
+async def test_sigterm_answers_callers_waiting_for_a_token_at_once(
+    tmp_path: Path, runner: str
+) -> None:
+    """200 callers, 3 tokens: 197 get 503 + Retry-After while the 3 sends are still out.
+
+    Under the ``uvicorn`` CLI (which is ``uvicorn.run``) and under gunicorn with uvicorn
+    workers, whose arbiter passes the ``SIGTERM`` on to its worker.
+    """
+    if runner == "gunicorn":
+        pytest.importorskip("gunicorn", reason="gunicorn is in the test dependency group")
     gate = GateClock()
     gate.open()
     emulator = Emulator(latency=1.0, clock=gate)  # holds its answers while the gate is shut
@@ -46,8 +62,11 @@ async def test_sigterm_answers_callers_waiting_for_a_token_at_once(tmp_path: Pat
             NOTIFY_MAX_WAIT="1e9",  # each caller would wait for its window, hours away
             NOTIFY_SHUTDOWN_GRACE="60",
         )
-        # uvicorn's own grace, long: the answers must not wait for it
-        process, url = await spawn_uvicorn(env, log, "--timeout-graceful-shutdown", "60")
+        # the server's own grace, long: the answers must not wait for it
+        if runner == "uvicorn":
+            process, url = await spawn_uvicorn(env, log, "--timeout-graceful-shutdown", "60")
+        else:
+            process, url = await spawn_gunicorn(env, log, "--graceful-timeout", "60")
         calls: list[asyncio.Task[httpx.Response]] = []
         try:
             gate.close()
@@ -69,10 +88,10 @@ async def test_sigterm_answers_callers_waiting_for_a_token_at_once(tmp_path: Pat
                 await wait_until(
                     lambda: sum(call.done() for call in calls) == CALLERS - TOKENS,
                     what="every caller waiting for a token answered",
-                    guard=15,  # well inside uvicorn's 60 s: old code answered only then
+                    guard=15,  # well inside the server's 60 s: old code answered only then
                 )
                 # answered while the sends that went out are still held at the
-                # emulator: uvicorn is still in its graceful wait, long before its timeout
+                # emulator: the server is in its graceful wait, long before its timeout
                 assert gate.sleeping == TOKENS
                 assert process.returncode is None
                 early = {i: call.result() for i, call in enumerate(calls) if call.done()}
