@@ -40,17 +40,23 @@ async def queued_at_limiter(probe: httpx.AsyncClient) -> int:
     return queued
 
 
-@pytest.mark.parametrize("runner", ["uvicorn", "gunicorn"])
+@pytest.mark.parametrize("runner", ["uvicorn", "uvicorn-standard", "gunicorn"])
 async def test_sigterm_answers_callers_waiting_for_a_token_at_once(
     tmp_path: Path, runner: str
 ) -> None:
     """200 callers, 3 tokens: 197 get 503 + Retry-After while the 3 sends are still out.
 
-    Under the ``uvicorn`` CLI (which is ``uvicorn.run``) and under gunicorn with uvicorn
+    Under the ``uvicorn`` CLI (which is ``uvicorn.run``), on asyncio and h11 and on
+    uvloop and httptools (``uvicorn[standard]``), and under gunicorn with uvicorn
     workers, whose arbiter passes the ``SIGTERM`` on to its worker.
     """
+    options = ["--timeout-graceful-shutdown", "60"]
     if runner == "gunicorn":
         pytest.importorskip("gunicorn", reason="gunicorn is in the test dependency group")
+    if runner == "uvicorn-standard":
+        for module in ("uvloop", "httptools"):
+            pytest.importorskip(module, reason="uvloop and httptools: uvicorn[standard]")
+        options += ["--loop", "uvloop", "--http", "httptools"]
     gate = GateClock()
     gate.open()
     emulator = Emulator(latency=1.0, clock=gate)  # holds its answers while the gate is shut
@@ -63,10 +69,10 @@ async def test_sigterm_answers_callers_waiting_for_a_token_at_once(
             NOTIFY_SHUTDOWN_GRACE="60",
         )
         # the server's own grace, long: the answers must not wait for it
-        if runner == "uvicorn":
-            process, url = await spawn_uvicorn(env, log, "--timeout-graceful-shutdown", "60")
-        else:
+        if runner == "gunicorn":
             process, url = await spawn_gunicorn(env, log, "--graceful-timeout", "60")
+        else:
+            process, url = await spawn_uvicorn(env, log, *options)
         calls: list[asyncio.Task[httpx.Response]] = []
         try:
             gate.close()
