@@ -38,7 +38,8 @@ client is drained when shutdown *starts*, not when the lifespan ends:
   (uvicorn's ``timeout_graceful_shutdown``, less half a second), so they end before
   the server gives up on them: answered, or cut and reported UNCERTAIN (``502``,
   logged) in the request that made them, never a cancelled request with a traceback;
-- the lifespan's shutdown then waits for that same drain to finish.
+- once those have settled the client is closed (reads then get
+  ``ClientClosedError`` too); the lifespan's shutdown waits for that same drain.
 
 *How the start is seen.*  While the lifespan starts, for ``SIGTERM`` and ``SIGINT``
 (and ``SIGBREAK`` on Windows) whose current handler is a Python callable installed by
@@ -64,8 +65,11 @@ server is shutting down gracefully), or with ``drain_on_signals=False``.  A shut
 started without a signal (``server.should_exit = True`` set by code, uvicorn's
 ``--limit-max-requests``, a server that is not signal driven) is not seen: call
 :func:`vortext_shutdown` when it starts.  Sends made with ``shield_sends=False``
-are not tracked by the client and are not stopped early.  Under gunicorn (which sets
-no uvicorn graceful timeout) keep ``shutdown_grace`` below ``--graceful-timeout``.
+are not tracked by the client and are not stopped early.  A send sleeping between
+two attempts (after a refusal or a failed connection) is not waiting for a token: it
+is refused at its next attempt, which may come after the server has given up.
+Under gunicorn (which sets no uvicorn graceful timeout) keep ``shutdown_grace``
+below ``--graceful-timeout``.
 """
 
 from __future__ import annotations
