@@ -202,9 +202,13 @@ async def spawn_gunicorn(
     port = port or free_port()
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
         args = ("--no-control-socket", *args)  # gunicorn 25+ would open one in ~/.gunicorn
+    # uvicorn.workers is deprecated in favour of the uvicorn-worker package
+    worker = "uvicorn.workers.UvicornWorker"
+    if importlib.util.find_spec("uvicorn_worker") is not None:
+        worker = "uvicorn_worker.UvicornWorker"
     command = (
         *("-m", "gunicorn", "_support_uvicorn:example_app()"),
-        *("--worker-class", "uvicorn.workers.UvicornWorker"),
+        *("--worker-class", worker),
         *("--chdir", str(Path(__file__).parent)),
         *("--bind", f"127.0.0.1:{port}"),
         *args,
