@@ -31,8 +31,7 @@ from vortext_async import (
     UncertainSendError,
     VortextClient,
 )
-from vortext_async._bulk import BulkJob, BulkProgress, send_bulk
-from vortext_async._journal import Journal, fingerprint
+from vortext_async._bulk import BulkJob, BulkProgress, Journal, fingerprint, send_bulk
 from vortext_async.emulator import Emulator
 from vortext_async.testing import VirtualClock, emulator_client
 

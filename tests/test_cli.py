@@ -27,14 +27,15 @@ import pytest
 from typer.testing import CliRunner
 
 from vortext_async import Outcome, Sms
-from vortext_async._cli_input import (
+from vortext_async.cli import app
+from vortext_async.cli._app import demo_windows
+from vortext_async.cli._input import (
     BadLineError,
     InputFormatError,
     count_records,
     detect_format,
     read_messages,
 )
-from vortext_async.cli import app, demo_windows
 from vortext_async.emulator import Emulator, serve_emulator
 
 VORTEXT = Path(sys.executable).with_name("vortext")

@@ -28,7 +28,7 @@ from vortext_async import (
     UncertainSendError,
     VortextClient,
 )
-from vortext_async._transport import aiohttp_transport
+from vortext_async._http import aiohttp_transport
 from vortext_async.emulator import Emulator, serve_emulator
 
 NO_RETRY = RetryPolicy.no_retries()

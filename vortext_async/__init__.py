@@ -31,6 +31,7 @@ from ._errors import (
     VortextError,
     WaitBudgetExceededError,
 )
+from ._http import aiohttp_transport
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
     Outcome,
@@ -44,7 +45,6 @@ from ._models import (
 )
 from ._redis_limiter import RedisRateLimiter
 from ._retry import RetryEvent, RetryPolicy
-from ._transport import aiohttp_transport
 from ._version import __version__
 
 __all__ = [

@@ -6,7 +6,7 @@ is free), keeps at most ``concurrency`` sends in flight and yields a
 client's public :meth:`~vortext_async.VortextClient.send`: the client's limiter sets
 the pace and its retry policy decides what is tried again.
 
-With a journal (:mod:`vortext_async._journal`) each message is recorded as
+With a journal (:mod:`vortext_async._bulk._journal`) each message is recorded as
 ``attempting`` (committed) before its request can go out, then as ``sent``,
 ``failed`` or ``uncertain``; a rerun with the same journal reports what an earlier
 run did instead of sending again.
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._errors import (
+from vortext_async._errors import (
     BadRequestError,
     ClientClosedError,
     HTTPStatusError,
@@ -35,11 +35,12 @@ from ._errors import (
     UncertainSendError,
     VortextError,
 )
+from vortext_async._models import Outcome, SendResult, SentSms, Sms
+
 from ._journal import Claim, ClaimKind, Journal, fingerprint, journal_key
-from ._models import Outcome, SendResult, SentSms, Sms
 
 if TYPE_CHECKING:
-    from ._client import VortextClient
+    from vortext_async._client import VortextClient
 
 __all__ = ["BulkJob", "BulkProgress", "BulkSummary", "send_bulk"]
 

@@ -35,12 +35,13 @@ from typing import Any
 import attrs
 import cattrs
 
-from ._clock import Clock, MonotonicClock
-from ._converter import _describe, converter, format_date
-from ._errors import ConfigurationError, VortextError
-from ._models import PushReply, PushResponse, SmsDetail
-from ._webhooks_dedupe import SeenPushes, push_key
-from ._webhooks_net import Network, SourceFilter, parse_networks
+from vortext_async._clock import Clock, MonotonicClock
+from vortext_async._converter import _describe, converter, format_date
+from vortext_async._errors import ConfigurationError, VortextError
+from vortext_async._models import PushReply, PushResponse, SmsDetail
+
+from ._dedupe import SeenPushes, push_key
+from ._net import Network, SourceFilter, parse_networks
 
 __all__ = [
     "InvalidPushError",

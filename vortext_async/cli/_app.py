@@ -44,7 +44,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from . import (
+from vortext_async import (
     AuthenticationError,
     ConfigurationError,
     Outcome,
@@ -56,7 +56,8 @@ from . import (
     VortextError,
     __version__,
 )
-from ._cli_input import (
+
+from ._input import (
     BadLineError,
     InputFormatError,
     count_records,
@@ -755,7 +756,7 @@ def emulator(
     seed: Annotated[int | None, typer.Option(help="Seed for ids and faults.")] = None,
 ) -> None:
     """Serve the Vortext emulator until Ctrl-C (for tests and trials, no account)."""
-    from .emulator import Emulator, run_emulator
+    from vortext_async.emulator import Emulator, run_emulator
 
     windows: list[tuple[int, float]] = []
     if per_minute is not None:
@@ -849,7 +850,7 @@ def demo(
 
 
 async def _demo(messages: int, seconds: float, concurrency: int) -> int:
-    from .emulator import Emulator, serve_emulator
+    from vortext_async.emulator import Emulator, serve_emulator
 
     windows = demo_windows(messages, seconds)
     caps = ", ".join(f"{n:,} per {w:g} s" for n, w in windows)

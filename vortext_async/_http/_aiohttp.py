@@ -55,13 +55,13 @@ def aiohttp_transport(
     try:
         import aiohttp  # noqa: F401
     except ImportError:
-        from ._errors import ConfigurationError
+        from vortext_async._errors import ConfigurationError
 
         raise ConfigurationError(
             "the aiohttp transport needs aiohttp: pip install 'vortext-async[fast]'"
         ) from None
     if isinstance(library, str):
-        from ._http import load_library
+        from ._library import load_library
 
         library = load_library(library)  # type: ignore[arg-type]
     return _transport_class(library)(limits=limits, verify=verify)

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from ._errors import InvalidRequestError
-from ._models import Outcome, SendResult, Sms
+from vortext_async._errors import InvalidRequestError
+from vortext_async._models import Outcome, SendResult, Sms
 
 __all__ = [
     "BadLineError",
