@@ -36,11 +36,11 @@ from ._errors import (
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
-    VortextError,
 )
 from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
+from ._outcome import outcome_of
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms
 from ._version import __version__
@@ -554,9 +554,4 @@ def _result_of(sms: Sms, task: asyncio.Task[SentSms]) -> SendResult:
     error = task.exception()
     if error is None:
         return SendResult(sms, Outcome.SENT, sent=task.result())
-    outcome = (
-        Outcome.FAILED
-        if isinstance(error, VortextError) and error.certainly_not_sent
-        else Outcome.UNCERTAIN
-    )
-    return SendResult(sms, outcome, error=error)
+    return SendResult(sms, outcome_of(error), error=error)

@@ -77,8 +77,19 @@ class VortextError(Exception):
     failed before any request); it is set by the retry layer.
     """
 
-    #: True when the server certainly did not accept an SMS because of this failure.
     certainly_not_sent: bool = True
+    """True when the server certainly did not accept an SMS because of this failure."""
+    transient: bool = False
+    """True when the same request may succeed later (a read is retried then)."""
+    safe_to_resend: bool = False
+    """True when a send that failed so may be sent again: the server certainly did not
+    process it and a later attempt may go through (a connect failure, a pool timeout,
+    a 429, a 503)."""
+    about_the_message: bool = False
+    """True when the message itself was refused (bad input, a 400): sending it again
+    would fail again."""
+    retry_after: float | None = None
+    """The server's ``Retry-After`` in seconds, when it sent one we could read."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -102,6 +113,8 @@ class InvalidRequestError(VortextError, ValueError):
     ``value`` is the offending value.
     """
 
+    about_the_message = True
+
     def __init__(self, field: str, value: object, reason: str) -> None:
         super().__init__(f"invalid {field} {value!r}: {reason}")
         self.field = field
@@ -119,6 +132,8 @@ class TransportError(VortextError):
     only when the failure certainly happened before anything was written.
     """
 
+    transient = True
+
     def __init__(self, message: str, *, method: str, url: str, request_sent: bool) -> None:
         super().__init__(f"{method} {url}: {message}")
         self.method = method
@@ -130,12 +145,16 @@ class TransportError(VortextError):
 class ConnectError(TransportError):
     """No connection could be opened (refused, unreachable, TLS or connect timeout)."""
 
+    safe_to_resend = True
+
     def __init__(self, message: str, *, method: str, url: str) -> None:
         super().__init__(message, method=method, url=url, request_sent=False)
 
 
 class PoolTimeoutError(TransportError):
     """No connection of the pool became free in time; the request was never written."""
+
+    safe_to_resend = True
 
     def __init__(self, message: str, *, method: str, url: str) -> None:
         super().__init__(message, method=method, url=url, request_sent=False)
@@ -150,6 +169,12 @@ class ProtocolError(TransportError):
 
 
 # -- HTTP answers -----------------------------------------------------------------
+
+#: Statuses below 500 that a later identical request may not get (timeout, rate limit).
+_TRANSIENT_4XX = frozenset({408, 429})
+#: 4xx statuses that say nothing against the message itself: the credentials, the
+#: resource, the timing or the rate were refused, so a later run may send it.
+_NOT_ABOUT_THE_MESSAGE_4XX = frozenset({401, 403, 404, 408, 409, 425, 429})
 
 
 class HTTPStatusError(VortextError):
@@ -177,6 +202,10 @@ class HTTPStatusError(VortextError):
         self.url = url
         self.headers = dict(headers)
         self.body = body
+        self.transient = status_code in _TRANSIENT_4XX or status_code >= 500
+        self.about_the_message = (
+            400 <= status_code < 500 and status_code not in _NOT_ABOUT_THE_MESSAGE_4XX
+        )
 
     def json(self) -> Any:
         """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
@@ -187,6 +216,21 @@ class HTTPStatusError(VortextError):
 
 class BadRequestError(HTTPStatusError):
     """400 or 422: the server rejected the request's content; it was not sent."""
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        explanation: str = "",
+    ) -> None:
+        super().__init__(
+            status_code, method=method, url=url, headers=headers, body=body, explanation=explanation
+        )
+        self.about_the_message = True
 
 
 class AuthenticationError(HTTPStatusError):
@@ -203,6 +247,8 @@ class RateLimitedError(HTTPStatusError):
     ``retry_after`` is the server's ``Retry-After`` in seconds, or ``None`` when it
     sent none (or one we could not read).
     """
+
+    safe_to_resend = True
 
     def __init__(
         self,
@@ -249,6 +295,7 @@ class ServerError(HTTPStatusError):
             status_code, method=method, url=url, headers=headers, body=body, explanation=explanation
         )
         self.certainly_not_sent = certainly_not_sent
+        self.safe_to_resend = certainly_not_sent
         self.retry_after = retry_after
 
 

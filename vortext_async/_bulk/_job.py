@@ -28,14 +28,13 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from vortext_async._errors import (
-    BadRequestError,
     ClientClosedError,
-    HTTPStatusError,
     InvalidRequestError,
     UncertainSendError,
     VortextError,
 )
 from vortext_async._models import Outcome, SendResult, SentSms, Sms
+from vortext_async._outcome import outcome_of
 
 from ._journal import Claim, ClaimKind, Journal, fingerprint, journal_key
 
@@ -47,7 +46,6 @@ __all__ = ["BulkJob", "BulkProgress", "BulkSummary", "send_bulk"]
 logger = logging.getLogger("vortext_async")
 
 #: 4xx answers that say nothing about the message itself: a later run may resend it.
-_RETRYABLE_4XX: Final = frozenset({401, 403, 404, 408, 409, 425, 429})
 
 
 @attrs.frozen
@@ -512,16 +510,13 @@ class BulkJob:
             raise
         except UncertainSendError as error:
             result = SendResult(sms, Outcome.UNCERTAIN, error=error)
-        except VortextError as error:
-            if error.certainly_not_sent:
+        except Exception as error:  # anything not ours: we cannot know how far it went
+            if outcome_of(error) is Outcome.FAILED:
                 result = SendResult(sms, Outcome.FAILED, error=error)
                 if isinstance(error, ClientClosedError):
                     self._fail(error)
             else:
-                wrapped = UncertainSendError(sms, error)
-                result = SendResult(sms, Outcome.UNCERTAIN, error=wrapped)
-        except Exception as error:  # not ours: we cannot know how far it went
-            result = SendResult(sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error))
+                result = SendResult(sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error))
         else:
             result = SendResult(sms, Outcome.SENT, sent=sent)
 
@@ -603,11 +598,7 @@ def _uncertain(sms: Sms, why: str) -> SendResult:
 
 def _retryable(error: VortextError) -> bool:
     """Whether a later run may send again a message that failed with ``error``."""
-    if isinstance(error, (InvalidRequestError, BadRequestError)):
-        return False  # the message itself is wrong: it would fail again
-    if isinstance(error, HTTPStatusError) and 400 <= error.status_code < 500:
-        return error.status_code in _RETRYABLE_4XX
-    return True
+    return not error.about_the_message  # the message itself is wrong: it would fail again
 
 
 def _record(journal: Journal, key: str, result: SendResult) -> asyncio.Future[None]:
