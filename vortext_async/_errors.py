@@ -7,6 +7,7 @@ the package, and nothing here ever holds a credential::
     VortextError
     ├── ConfigurationError            bad client settings (ValueError)
     ├── InvalidRequestError           bad input to a call, before anything is sent (ValueError)
+    │   └── BadLineError              one bad record of a bulk input file (command line)
     ├── TransportError                the HTTP exchange itself failed
     │   ├── ConnectError              no connection could be made (never sent)
     │   ├── PoolTimeoutError          no pooled connection in time (never sent)
@@ -20,11 +21,13 @@ the package, and nothing here ever holds a credential::
     │   ├── ServerError               5xx
     │   └── UnexpectedStatusError     anything else
     ├── InvalidResponseError          a 2xx answer we cannot read (not JSON, wrong shape)
-    ├── InvalidPushError              a PUSH body that is not what Vortext sends (in webhooks)
+    ├── InvalidPushError              a PUSH body that is not what Vortext sends (ValueError)
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
     └── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
+
+    InputFormatError (ValueError)     a bulk input file that cannot be read at all
 
 Every send ends in one of three ways (see "Delivery guarantees" in the README):
 it returns a :class:`SentSms` (sent), raises :class:`UncertainSendError`
@@ -39,11 +42,14 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "BadLineError",
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
     "ConnectError",
     "HTTPStatusError",
+    "InputFormatError",
+    "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
     "LimiterUnavailableError",
@@ -119,6 +125,40 @@ class InvalidRequestError(VortextError, ValueError):
         super().__init__(f"invalid {field} {value!r}: {reason}")
         self.field = field
         self.value = value
+        self.reason = reason
+
+
+class BadLineError(InvalidRequestError):
+    """One record of a bulk input file is invalid; the job goes on without it.
+
+    ``line`` is the number (from 1) of the record's first line in ``source``.
+    """
+
+    def __init__(self, source: str, line: int, reason: str) -> None:
+        super().__init__(f"line {line}", line, reason)
+        self.message = f"{source}, line {line}: {reason}"
+        self.source = source
+        self.line = line
+
+
+class InputFormatError(ValueError):
+    """A bulk input file as a whole cannot be read (no header, a required column missing...).
+
+    A ``ValueError`` only (not a :class:`VortextError`): it stops the command line's
+    ``bulk`` before any message is read.
+    """
+
+
+class InvalidPushError(VortextError, ValueError):
+    """A PUSH body that is not what Vortext sends.
+
+    ``reason`` says what was wrong: which field (by its wire path, such as
+    ``$.response.answeredAt``) and which value.  The body itself is not kept: it
+    holds a person's reply.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid PUSH body: {reason}")
         self.reason = reason
 
 
