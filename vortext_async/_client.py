@@ -16,10 +16,11 @@ import logging
 import os
 import platform
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from . import _api
+from ._bulk import BulkJob, send_bulk
 from ._clock import Clock, MonotonicClock
 from ._converter import decode, encode_sms, structure
 from ._errors import (
@@ -44,9 +45,6 @@ from ._outcome import outcome_of
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms
 from ._version import __version__
-
-if TYPE_CHECKING:
-    from ._bulk import BulkJob
 
 __all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
 
@@ -297,8 +295,6 @@ class VortextClient:
         ``async for result in client.send_bulk(messages, concurrency=64, journal=path)``
         yields one :class:`SendResult` per message, as each finishes.
         """
-        from ._bulk import send_bulk
-
         return send_bulk(self, messages, **options)
 
     async def aclose(self, *, grace: float | None = None) -> None:

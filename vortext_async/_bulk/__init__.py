@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._job import BulkJob, BulkProgress, BulkSummary, send_bulk
+from ._job import BulkJob, BulkProgress, BulkSummary, Sender, send_bulk
 from ._journal import Claim, ClaimKind, Journal, fingerprint, journal_key
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Claim",
     "ClaimKind",
     "Journal",
+    "Sender",
     "fingerprint",
     "journal_key",
     "send_bulk",

@@ -23,7 +23,7 @@ import os
 import time
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -38,14 +38,27 @@ from vortext_async._outcome import outcome_of
 
 from ._journal import Claim, ClaimKind, Journal, fingerprint, journal_key
 
-if TYPE_CHECKING:
-    from vortext_async._client import VortextClient
-
-__all__ = ["BulkJob", "BulkProgress", "BulkSummary", "send_bulk"]
+__all__ = ["BulkJob", "BulkProgress", "BulkSummary", "Sender", "send_bulk"]
 
 logger = logging.getLogger("vortext_async")
 
-#: 4xx answers that say nothing about the message itself: a later run may resend it.
+
+class Sender(Protocol):
+    """What a bulk job needs of a client: :meth:`~vortext_async.VortextClient.send`.
+
+    Bulk types against this rather than the client, so the client may compose bulk
+    (``client.send_bulk``) without an import cycle.
+    """
+
+    async def send(
+        self,
+        sms: Sms,
+        *,
+        max_wait: float | None,
+        on_handover: Callable[[], object] | None,
+    ) -> SentSms:
+        """Send ``sms``; call ``on_handover`` when its request may reach the server."""
+        ...
 
 
 @attrs.frozen
@@ -94,7 +107,7 @@ class BulkSummary:
 
 
 def send_bulk(
-    client: VortextClient,
+    client: Sender,
     messages: Iterable[Sms] | AsyncIterable[Sms],
     *,
     concurrency: int = 64,
@@ -167,7 +180,7 @@ class BulkJob:
 
     def __init__(
         self,
-        client: VortextClient,
+        client: Sender,
         messages: Iterable[Sms] | AsyncIterable[Sms],
         *,
         concurrency: int,
