@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from vortext_async import Outcome, Sms
 from vortext_async.cli import app
-from vortext_async.cli._app import demo_windows
+from vortext_async.cli._demo import demo_windows
 from vortext_async.cli._input import (
     BadLineError,
     InputFormatError,

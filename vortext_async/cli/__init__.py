@@ -16,6 +16,12 @@ The client is used through its public API only, like any application would.
 
 from __future__ import annotations
 
-from ._app import app, main
+from . import _commands, _demo  # noqa: F401  (importing them registers their commands)
+from ._app import app
 
 __all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``vortext`` command."""
+    app()
