@@ -50,8 +50,8 @@ __all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
 
 logger = logging.getLogger("vortext_async")
 
-#: Seconds for each phase of a request: a short connect, a finite read.
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
+"""Seconds for each phase of a request: a short connect, a finite read."""
 
 
 class _Default:

@@ -210,11 +210,12 @@ class ProtocolError(TransportError):
 
 # -- HTTP answers -----------------------------------------------------------------
 
-#: Statuses below 500 that a later identical request may not get (timeout, rate limit).
 _TRANSIENT_4XX = frozenset({408, 429})
-#: 4xx statuses that say nothing against the message itself: the credentials, the
-#: resource, the timing or the rate were refused, so a later run may send it.
+"""Statuses below 500 that a later identical request may not get (timeout, rate limit)."""
 _NOT_ABOUT_THE_MESSAGE_4XX = frozenset({401, 403, 404, 408, 409, 425, 429})
+"""4xx statuses that say nothing against the message itself: the credentials, the resource, the
+timing or the rate were refused, so a later run may send it.
+"""
 
 
 class HTTPStatusError(VortextError):

@@ -58,29 +58,27 @@ def _flag(_instance: object, attribute: attrs.Attribute[bool], value: bool) -> N
 
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How hard to try: every number of the retry layer, in one place.
-
-    - ``attempts``: requests per call at most (1: no retries);
-    - ``timeout``: seconds per call, waits included (``math.inf``: none).  It is
-      checked before each wait: no wait is started that would end past it, and an
-      attempt in flight is never cut by it (the HTTP timeouts bound each attempt);
-    - ``initial_wait``, ``max_wait``: exponential backoff, ``initial_wait`` doubled
-      after each failure, plus a random jitter of up to ``jitter`` **seconds**, the
-      whole wait capped at ``max_wait``;
-    - ``max_retry_after``: a server's ``Retry-After`` (429, or 503) is waited exactly,
-      up to this many seconds; a longer one raises at once, its value on the error
-      (``retry_after``);
-    - ``retry_uncertain_sends``: also resend sends that may have been accepted
-      (at-least-once: **may send an SMS twice**).
-    """
+    """How hard to try: every number of the retry layer, in one place."""
 
     attempts: int = attrs.field(default=5, validator=_attempts)
+    """Requests per call at most (1: no retries)."""
     timeout: float = attrs.field(default=60.0, validator=_seconds)
+    """Seconds per call, waits included (``math.inf``: none).  It is checked before each
+    wait: no wait is started that would end past it, and an attempt in flight is never
+    cut by it (the HTTP timeouts bound each attempt)."""
     initial_wait: float = attrs.field(default=0.25, validator=_seconds)
+    """The first backoff wait in seconds, doubled after each failure, plus a random jitter
+    of up to ``jitter`` **seconds**, the whole wait capped at ``max_wait``."""
     max_wait: float = attrs.field(default=10.0, validator=_seconds)
+    """The longest backoff wait in seconds, jitter included."""
     jitter: float = attrs.field(default=1.0, validator=_seconds)
+    """Seconds of random jitter added to each backoff wait, at most."""
     max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
+    """A server's ``Retry-After`` (429, or 503) is waited exactly, up to this many
+    seconds; a longer one raises at once, its value on the error (``retry_after``)."""
     retry_uncertain_sends: bool = attrs.field(default=False, validator=_flag)
+    """Also resend sends that may have been accepted (at-least-once: **may send an SMS
+    twice**)."""
 
     @classmethod
     def no_retries(cls) -> RetryPolicy:

@@ -31,11 +31,11 @@ __all__ = [
     "emulator_client",
 ]
 
-#: The credentials of the fixtures' emulator.
 EMULATOR_USERNAME = "demo"
+"""The credentials of the fixtures' emulator."""
 EMULATOR_PASSWORD = "demo"
-#: The base URL of an in-process client (never resolved: requests go to the app).
 EMULATOR_BASE_URL = "http://emulator.invalid"
+"""The base URL of an in-process client (never resolved: requests go to the app)."""
 
 
 def emulator_client(

@@ -31,10 +31,10 @@ from typing import Any
 
 __all__ = ["aiohttp_transport", "is_direct"]
 
-#: Connections per client when no ``limits`` are given (httpx's default too).
 DEFAULT_MAX_CONNECTIONS = 100
-#: Seconds an idle pooled connection is kept (httpx's default too).
+"""Connections per client when no ``limits`` are given (httpx's default too)."""
 DEFAULT_KEEPALIVE_EXPIRY = 5.0
+"""Seconds an idle pooled connection is kept (httpx's default too)."""
 
 
 def aiohttp_transport(

@@ -33,8 +33,8 @@ EXIT_UNCERTAIN: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
 
-#: How many problem lines (bad input, failed sends) are printed before going quiet.
 _SHOWN_PROBLEMS: Final = 20
+"""How many problem lines (bad input, failed sends) are printed before going quiet."""
 
 
 app = typer.Typer(

@@ -120,15 +120,17 @@ def _user(text: str) -> tuple[str, str]:
     return name, password
 
 
-#: The demo's caps: two rolling windows, a short one that smooths bursts and a longer
-#: one, like an account's per-minute and per-hour caps with time scaled down.
 DEMO_WINDOWS: Final = (0.25, 1.0)
+"""The demo's caps: two rolling windows, a short one that smooths bursts and a longer one, like
+an account's per-minute and per-hour caps with time scaled down.
+"""
 
 
-#: Each token comes back W after its send was *answered* (the limiter's rule), so the
-#: real pace is N / (W + round trip), below the caps' nominal N / W: the caps are set
-#: this much above the wanted pace so the job takes about the wanted time.
 DEMO_HEADROOM: Final = 1.25
+"""Each token comes back W after its send was *answered* (the limiter's rule), so the real pace
+is N / (W + round trip), below the caps' nominal N / W: the caps are set this much above the
+wanted pace so the job takes about the wanted time.
+"""
 
 
 def demo_windows(messages: int, seconds: float) -> tuple[tuple[int, float], ...]:

@@ -56,8 +56,8 @@ __all__ = [
 
 logger = logging.getLogger("vortext_async.webhooks")
 
-#: What the receiver calls with each new push: a function or a coroutine function.
 PushHandler = Callable[[PushResponse], Awaitable[None] | None]
+"""What the receiver calls with each new push: a function or a coroutine function."""
 
 # ASGI, typed as Starlette types it, so ``app.mount(path, receiver)`` type-checks.
 Scope = MutableMapping[str, Any]
