@@ -1,7 +1,7 @@
 """A real redis-server for the tests, on a free port in a temporary directory.
 
 ``with redis_server() as server: server.url`` starts one and stops it.  Run as a
-script (``python _support_redis.py worker URL TARGET COUNT N:SECONDS...``) it is a
+script (``python tests/support/redis_server.py worker URL TARGET COUNT N:SECONDS...``) it is a
 worker process that sends COUNT requests to TARGET through a RedisRateLimiter and
 prints how many were answered 200 and 429.
 """

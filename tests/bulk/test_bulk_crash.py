@@ -1,6 +1,6 @@
 """A bulk job SIGKILLed mid-flight, then run again: nothing lost, nothing sent twice.
 
-A child process (tests/_support_bulk_child.py) sends through a real VortextClient to
+A child process (tests/support/bulk_child.py) sends through a real VortextClient to
 ``CountingServer``, a small HTTP/1.1 server on loopback run by this test, which logs
 every ``POST /sms`` it receives.  The child is killed with SIGKILL, the job is run
 again here with the same journal, and the server's own log is the judge: each
@@ -27,7 +27,7 @@ import pytest
 from vortext_async import Outcome, RetryPolicy, Sms, VortextClient
 from vortext_async._bulk import send_bulk
 
-CHILD = Path(__file__).with_name("_support_bulk_child.py")
+CHILD = Path(__file__).parents[1] / "support" / "bulk_child.py"
 COUNT = 200
 CONCURRENCY = 8
 
