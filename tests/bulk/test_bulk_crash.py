@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from vortext_async import Outcome, RetryPolicy, Sms, VortextClient
-from vortext_async._bulk import send_bulk
+from vortext_async import Outcome, RetryPolicy, Sms, VortextClient, send_bulk
 
 CHILD = Path(__file__).parents[1] / "support" / "bulk_child.py"
 COUNT = 200

@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from vortext_async._virtual_clock import VirtualClock
 from vortext_async.emulator import Emulator, serve_emulator
 from vortext_async.testing import (  # the plugin's fixtures, used below
+    VirtualClock,
     emulator_client,
     vortext_client,  # noqa: F401
     vortext_emulator,  # noqa: F401

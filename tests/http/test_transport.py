@@ -27,8 +27,8 @@ from vortext_async import (
     RetryPolicy,
     UncertainSendError,
     VortextClient,
+    aiohttp_transport,
 )
-from vortext_async._transport import aiohttp_transport
 from vortext_async.emulator import Emulator, serve_emulator
 
 NO_RETRY = RetryPolicy.no_retries()

@@ -10,9 +10,14 @@ from collections.abc import Callable
 
 import pytest
 
-from vortext_async._errors import ClientClosedError, ConfigurationError, WaitBudgetExceededError
-from vortext_async._limiter import RateLimit, RateLimiter
-from vortext_async._virtual_clock import VirtualClock
+from vortext_async import (
+    ClientClosedError,
+    ConfigurationError,
+    RateLimit,
+    RateLimiter,
+    WaitBudgetExceededError,
+)
+from vortext_async.testing import VirtualClock
 
 NS = 1_000_000_000
 

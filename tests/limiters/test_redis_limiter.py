@@ -17,9 +17,14 @@ from typing import Any
 import pytest
 
 from tests.support.redis_server import RedisServer, free_port, redis_server
-from vortext_async._errors import LimiterUnavailableError, WaitBudgetExceededError
-from vortext_async._limiter import RateLimit, RateLimiter
-from vortext_async._redis_limiter import RedisRateLimiter, redact_url
+from vortext_async import (
+    LimiterUnavailableError,
+    RateLimit,
+    RateLimiter,
+    RedisRateLimiter,
+    WaitBudgetExceededError,
+)
+from vortext_async._redis_limiter import redact_url
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 pytestmark = pytest.mark.redis

@@ -12,8 +12,7 @@ import asyncio
 import sys
 from collections.abc import Iterator
 
-from vortext_async import RetryPolicy, Sms, VortextClient
-from vortext_async._bulk import send_bulk
+from vortext_async import RetryPolicy, Sms, VortextClient, send_bulk
 
 
 def messages(count: int) -> Iterator[Sms]:

@@ -74,8 +74,7 @@ async def _worker(url: str, target: str, count: int, windows: list[tuple[int, fl
 
     import httpx
 
-    from vortext_async._limiter import RateLimit
-    from vortext_async._redis_limiter import RedisRateLimiter
+    from vortext_async import RateLimit, RedisRateLimiter
 
     limiter = RedisRateLimiter(RateLimit(windows=tuple(windows)), url, account="shared")
     statuses: list[int] = []
