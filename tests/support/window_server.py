@@ -1,9 +1,8 @@
-"""A loopback HTTP server that enforces rolling windows, as a strict Vortext might.
+"""The fault server as a strict Vortext might be: it enforces rolling windows.
 
 Each request is counted at a random instant up to ``max_count_delay`` after it
 arrives (seeded, so runs repeat), then refused with ``429`` if counting it would
 put more than N requests in the last W seconds of any window; otherwise ``200``.
-It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies).
 """
 
 from __future__ import annotations
@@ -12,38 +11,47 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
-from types import TracebackType
+
+from tests.support.faults import Fault, FaultServer, Received
+
+__all__ = ["WindowServer"]
+
+ADMITTED = Fault.answer(200, b'{"ok": true}')
+REFUSED = Fault.answer(429, b'{"error": "rate limited"}')
 
 
-class WindowServer:
-    """``async with WindowServer([(n, seconds), ...]) as server:`` then ``server.url``."""
+class WindowServer(FaultServer):
+    """``async with WindowServer([(n, seconds), ...]) as server:`` then ``server.url``.
+
+    Unlike the plain fault server's, ``url`` is the send endpoint (``.../sms``).
+
+    Args:
+        windows: the limits enforced, as (N requests, per W seconds).
+        max_count_delay: the most seconds between a request's arrival and its counting.
+        seed: of the random counting delays.
+    """
 
     def __init__(
         self, windows: Sequence[tuple[int, float]], *, max_count_delay: float = 0.03, seed: int = 7
     ) -> None:
+        super().__init__()
         self.windows = [(n, round(seconds * 1e9)) for n, seconds in windows]
         self.max_count_delay = max_count_delay
-        self.counted: list[int] = []  # monotonic ns of each accepted request
+        self.counted: list[int] = []
+        """Monotonic ns of each accepted request."""
         self.refused = 0
         self._random = random.Random(seed)
-        self._server: asyncio.Server | None = None
-        self.url = ""
 
-    async def __aenter__(self) -> WindowServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/sms"
-        return self
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/sms"
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
+    async def respond(self, received: Received) -> Fault:
+        await asyncio.sleep(self._random.uniform(0, self.max_count_delay))
+        if self._admit(time.monotonic_ns()):
+            return ADMITTED
+        self.refused += 1
+        return REFUSED
 
     def _admit(self, now: int) -> bool:
         for n, width in self.windows:
@@ -51,30 +59,3 @@ class WindowServer:
                 return False
         self.counted.append(now)
         return True
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if length:
-                    await reader.readexactly(length)
-                await asyncio.sleep(self._random.uniform(0, self.max_count_delay))
-                if self._admit(time.monotonic_ns()):
-                    status, body = b"200 OK", b'{"ok": true}'
-                else:
-                    self.refused += 1
-                    status, body = b"429 Too Many Requests", b'{"error": "rate limited"}'
-                writer.write(
-                    b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
