@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import requires_httpx
 
+from tests.support.library import requires_httpx
 from vortext_async import NotFoundError, RateLimitedError, RetryPolicy, VortextClient
 
 pytestmark = requires_httpx

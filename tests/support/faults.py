@@ -1,7 +1,9 @@
-"""A fault-injecting HTTP/1.1 server on loopback, on raw asyncio streams.
+"""The one fault-injecting HTTP/1.1 server of the tests, on loopback, on raw asyncio streams.
 
 httpx-level mocks cannot drop a TCP connection half way or leave a client waiting
-for an answer that never comes; this server does, on a real socket::
+for an answer that never comes; this server does, on a real socket.  Every test
+that needs raw HTTP uses it (a scripted fault, a canned answer, or a policy in a
+subclass's :meth:`FaultServer.respond`, like ``WindowServer``)::
 
     async with FaultServer() as server:
         server.script(Fault.answer(503), Fault.reset(), Fault.ok())
@@ -10,13 +12,17 @@ for an answer that never comes; this server does, on a real socket::
         assert server.processed_for("hello") == 1
 
 Each request, once it has fully arrived, takes the next :class:`Fault` of the script
-(or :attr:`FaultServer.default`, a success, when the script is empty) and the server
-does what it says.  Every request that arrived is recorded as a :class:`Received`
-with whether the server *processed* it (it may have acted on it: an SMS it may have
-sent) or not (it refused it, or dropped it unread).
+(or :attr:`FaultServer.default`, a success, when the script is empty; a subclass may
+decide in :meth:`FaultServer.respond` instead) and the server does what it says.
+Every request that arrived is recorded as a :class:`Received` with whether the
+server *processed* it (it may have acted on it: an SMS it may have sent) or not
+(it refused it, or dropped it unread).
 
 It speaks just enough HTTP/1.1 for the client: keep-alive, ``Content-Length``
 bodies.  :func:`refused_url` gives an address where nothing listens.
+
+To add a behaviour (a dripped or huge body, a redirect...): a new ``Kind``, a class
+method on :class:`Fault` that builds it, and one branch in ``FaultServer._act``.
 """
 
 from __future__ import annotations
@@ -28,15 +34,25 @@ import json
 import socket
 import struct
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal
 
 __all__ = ["Fault", "FaultServer", "Received", "refused_url"]
 
-Kind = Literal["answer", "ok", "close_unread", "reset_unread", "reset_after_read", "hold"]
+Kind = Literal[
+    "answer",
+    "ok",
+    "raw",
+    "close_unread",
+    "reset_unread",
+    "close_after_read",
+    "reset_after_read",
+    "hold",
+]
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,8 @@ class Fault:
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    delay: float = 0.0
+    """Seconds the server waits, once the request is read, before doing the rest."""
 
     @classmethod
     def ok(cls) -> Fault:
@@ -54,13 +72,22 @@ class Fault:
         return cls("ok")
 
     @classmethod
-    def answer(
-        cls, status: int, body: bytes | str = b"", headers: dict[str, str] | None = None
-    ) -> Fault:
+    def answer(cls, status: int, body: bytes | str = b"", headers: Headers | None = None) -> Fault:
         """Exactly this status, body and headers (the request counts as processed
-        unless the status says it was refused: 4xx or 503)."""
+        unless the status says it was refused: 4xx or 503).
+
+        ``headers`` is a mapping, or pairs to repeat a header; ``Content-Length`` is
+        added, and ``Content-Type: application/json`` unless given.  The body is sent
+        as is: gzip it and say ``Content-Encoding: gzip`` for a compressed answer.
+        """
         raw = body.encode() if isinstance(body, str) else body
-        return cls("answer", status, tuple((headers or {}).items()), raw)
+        pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+        return cls("answer", status, tuple(pairs), raw)
+
+    @classmethod
+    def raw(cls, data: bytes) -> Fault:
+        """Write exactly these bytes (not HTTP, if you like) and close: processed."""
+        return cls("raw", body=data)
 
     @classmethod
     def close_unread(cls) -> Fault:
@@ -73,6 +100,11 @@ class Fault:
         return cls("reset_unread")
 
     @classmethod
+    def close(cls) -> Fault:
+        """Handle the request (processed), then close the connection (FIN), no answer."""
+        return cls("close_after_read")
+
+    @classmethod
     def reset(cls) -> Fault:
         """Handle the request (processed), then reset the connection instead of answering."""
         return cls("reset_after_read")
@@ -81,6 +113,10 @@ class Fault:
     def hold(cls) -> Fault:
         """Handle the request (processed) and never answer, until the client gives up."""
         return cls("hold")
+
+    def after(self, seconds: float) -> Fault:
+        """The same, once the server has waited ``seconds`` after reading the request."""
+        return replace(self, delay=seconds)
 
     @property
     def processes(self) -> bool:
@@ -121,13 +157,19 @@ class Received:
 
 
 class FaultServer:
-    """``async with FaultServer() as server:`` then ``server.url`` and ``server.script(...)``."""
+    """``async with FaultServer() as server:`` then ``server.url`` and ``server.script(...)``.
+
+    Args:
+        default: what a request gets when the script is empty (a success).
+    """
 
     def __init__(self, *, default: Fault | None = None) -> None:
         self.default = default if default is not None else Fault.ok()
         self.requests: list[Received] = []
         self.port = 0
         self.connections_opened = 0
+        self.most_open_connections = 0
+        """The most connections the client held open at once."""
         self._script: deque[Fault] = deque()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -144,6 +186,12 @@ class FaultServer:
     def script(self, *faults: Fault) -> None:
         """Queue what the next requests get, in order (then :attr:`default`)."""
         self._script.extend(faults)
+
+    async def respond(self, received: Received) -> Fault:
+        """The fault for one request that has arrived: the next of the script, else
+        :attr:`default`.  Subclasses override it to answer by a policy of their own
+        (it may await: the request is recorded once it returns)."""
+        return self._script.popleft() if self._script else self.default
 
     @property
     def pending_faults(self) -> int:
@@ -219,6 +267,7 @@ class FaultServer:
         self.connections_opened += 1
         connection = self.connections_opened
         self._open.add(connection)
+        self.most_open_connections = max(self.most_open_connections, len(self._open))
         self._all_closed.clear()
         try:
             while await self._one_request(reader, writer, connection):
@@ -252,13 +301,24 @@ class FaultServer:
             raise NotImplementedError("the fault server reads Content-Length bodies only")
         body = await reader.readexactly(int(headers.get("content-length", "0")))
 
-        fault = self._script.popleft() if self._script else self.default
-        received = Received(method, path, headers, body, fault, connection)
+        received = Received(method, path, headers, body, self.default, connection)
+        received.fault = fault = await self.respond(received)
         async with self._arrived:
             self.requests.append(received)
             self._arrived.notify_all()
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        return await self._act(fault, received, reader, writer)
 
-        if fault.kind == "close_unread":
+    async def _act(
+        self,
+        fault: Fault,
+        received: Received,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Do what ``fault`` says; False when the connection is to be closed."""
+        if fault.kind in ("close_unread", "close_after_read"):
             return False
         if fault.kind in ("reset_unread", "reset_after_read"):
             _reset(writer)
@@ -267,6 +327,10 @@ class FaultServer:
             # Never answer: wait for the client to give up (EOF) or the server to stop.
             await reader.read()
             return False
+        if fault.kind == "raw":
+            writer.write(fault.body)
+            await writer.drain()
+            return False
         if fault.kind == "ok":
             status, payload = self._success(received)
             extra: tuple[tuple[str, str], ...] = ()
@@ -274,7 +338,7 @@ class FaultServer:
             status, payload, extra = fault.status, fault.body, fault.headers
         writer.write(_response(status, payload, extra))
         await writer.drain()
-        return headers.get("connection", "").lower() != "close"
+        return received.headers.get("connection", "").lower() != "close"
 
     def _success(self, received: Received) -> tuple[int, bytes]:
         if received.method == "POST":

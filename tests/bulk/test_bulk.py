@@ -20,6 +20,8 @@ import pytest
 
 from vortext_async import (
     BadRequestError,
+    BulkJob,
+    BulkProgress,
     ClientClosedError,
     ConnectError,
     InvalidRequestError,
@@ -30,8 +32,9 @@ from vortext_async import (
     Sms,
     UncertainSendError,
     VortextClient,
+    send_bulk,
 )
-from vortext_async._bulk import BulkJob, BulkProgress, Journal, fingerprint, send_bulk
+from vortext_async._bulk import Journal, fingerprint
 from vortext_async.emulator import Emulator
 from vortext_async.testing import VirtualClock, emulator_client
 

@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support_redis import RedisServer, free_port, redis_server
 
-from vortext_async._errors import LimiterUnavailableError, WaitBudgetExceededError
-from vortext_async._limiter import RateLimit, RateLimiter
-from vortext_async._redis_limiter import RedisRateLimiter, redact_url
+from tests.support.redis_server import RedisServer, free_port, redis_server
+from vortext_async import (
+    LimiterUnavailableError,
+    RateLimit,
+    RateLimiter,
+    RedisRateLimiter,
+    WaitBudgetExceededError,
+)
+from vortext_async._redis_limiter import redact_url
 
 redis_asyncio = pytest.importorskip("redis.asyncio")
 pytestmark = pytest.mark.redis
@@ -228,10 +233,10 @@ def test_redact_url() -> None:
 
 
 async def test_several_processes_share_one_limit_checked_by_the_server(server: RedisServer) -> None:
-    from _support_window_server import WindowServer
+    from tests.support.window_server import WindowServer
 
     windows = ((4, 0.5), (10, 1.5))
-    worker = str(Path(__file__).with_name("_support_redis.py"))
+    worker = str(Path(__file__).parents[1] / "support" / "redis_server.py")
     spec = [f"{n}:{s}" for n, s in windows]
     async with WindowServer(windows, max_count_delay=0.03) as target:
         processes = [

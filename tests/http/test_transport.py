@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
 
@@ -19,6 +16,7 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
+from tests.support.faults import Fault, FaultServer, refused_url
 from vortext_async import (
     ConnectError,
     ProtocolError,
@@ -27,15 +25,13 @@ from vortext_async import (
     RetryPolicy,
     UncertainSendError,
     VortextClient,
+    aiohttp_transport,
 )
-from vortext_async._http import aiohttp_transport
 from vortext_async.emulator import Emulator, serve_emulator
 
 NO_RETRY = RetryPolicy.no_retries()
 #: "aiohttp": the transport object handed in; "fast": ``transport="aiohttp"``.
 TRANSPORTS = ["default", "aiohttp", "fast"]
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def _client(transport: str, http_library: str, base_url: str, **options: Any) -> VortextClient:
@@ -44,59 +40,6 @@ def _client(transport: str, http_library: str, base_url: str, **options: Any) ->
     elif transport == "fast":
         options["transport"] = "aiohttp"
     return VortextClient("acme", "s3cr3t", base_url=base_url, http_library=http_library, **options)
-
-
-@asynccontextmanager
-async def _raw_server(handler: Handler) -> AsyncIterator[str]:
-    """A loopback TCP server running ``handler`` per connection; yields its URL."""
-    connections: set[asyncio.Task[None]] = set()
-
-    async def track(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        connections.add(task)
-        try:
-            await handler(reader, writer)
-        finally:
-            writer.close()
-            connections.discard(task)
-
-    server = await asyncio.start_server(track, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in list(connections):
-            task.cancel()
-        await server.wait_closed()
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes:
-    """Read one HTTP/1.1 request with a Content-Length body; return the body."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return await reader.readexactly(length)
-
-
-def _answering(head: bytes, body: bytes) -> Handler:
-    """A handler answering every request on its connection with ``head`` (status line
-    and headers) and ``body``."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return  # the client closed the connection
-            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            await writer.drain()
-
-    return handle
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -120,11 +63,22 @@ async def test_the_transport_carries_the_library_of_the_client(httplib: ModuleTy
     """Built for one library: its base class and its answers are that library's."""
     transport = aiohttp_transport(httplib)
     assert isinstance(transport, httplib.AsyncBaseTransport)
+    echo = Fault.answer(
+        429,
+        gzip.compress(b'{"echo": "ping"}'),
+        headers=[
+            ("Content-Encoding", "gzip"),
+            ("Retry-After", "7"),
+            ("X-Twice", "a"),
+            ("X-Twice", "b"),
+        ],
+    )
     async with (
-        _raw_server(_gzip_answer) as url,
+        FaultServer(default=echo) as server,
         httplib.AsyncClient(transport=transport) as http,
     ):
-        response = await http.post(url + "/x", content=b"ping")
+        response = await http.post(server.url + "/x", content=b"ping")
+    assert server.requests[0].body == b"ping"
     assert isinstance(response, httplib.Response)
     assert response.status_code == 429
     assert response.reason_phrase == "Too Many Requests"
@@ -133,30 +87,16 @@ async def test_the_transport_carries_the_library_of_the_client(httplib: ModuleTy
     assert response.content == b'{"echo": "ping"}'  # gzip decoded by the library
 
 
-async def _gzip_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    body = await _read_request(reader)
-    payload = gzip.compress(b'{"echo": "%s"}' % body)
-    writer.write(
-        b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-        b"Content-Encoding: gzip\r\nRetry-After: 7\r\nX-Twice: a\r\nX-Twice: b\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
-    )
-    await writer.drain()
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_compressed_answer_is_read_on_every_transport(
     transport: str, http_library: str
 ) -> None:
     payload = gzip.compress(b'{"messageId": "m-gz"}')
-    gzipped = _answering(
-        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n",
-        payload,
-    )
+    gzipped = Fault.answer(201, payload, headers={"Content-Encoding": "gzip"})
 
     async with (
-        _raw_server(gzipped) as url,
-        _client(transport, http_library, url, retry=NO_RETRY) as client,
+        FaultServer(default=gzipped) as server,
+        _client(transport, http_library, server.url, retry=NO_RETRY) as client,
     ):
         sent = await client.send_sms("+33611272727", "hi")
     assert sent.message_id == "m-gz"
@@ -164,34 +104,23 @@ async def test_a_compressed_answer_is_read_on_every_transport(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_refused_connection_is_a_connect_error(transport: str, http_library: str) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    async with _client(
-        transport, http_library, f"http://127.0.0.1:{port}", retry=NO_RETRY
-    ) as client:
-        with pytest.raises(ConnectError) as caught:
-            await client.send_sms("+33611272727", "hi")
+    with refused_url() as url:  # a port nobody listens on
+        async with _client(transport, http_library, url, retry=NO_RETRY) as client:
+            with pytest.raises(ConnectError) as caught:
+                await client.send_sms("+33611272727", "hi")
     assert caught.value.certainly_not_sent
     assert not caught.value.request_sent
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_no_answer_in_time_is_an_uncertain_send(transport: str, http_library: str) -> None:
-    received = asyncio.Event()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        received.set()
-        await asyncio.Event().wait()  # never answers
-
     async with (
-        _raw_server(silent) as url,
-        _client(transport, http_library, url, retry=NO_RETRY, timeout=0.2) as client,
+        FaultServer(default=Fault.hold()) as server,  # never answers
+        _client(transport, http_library, server.url, retry=NO_RETRY, timeout=0.2) as client,
     ):
         with pytest.raises(UncertainSendError) as caught:
             await client.send_sms("+33611272727", "hi")
-    assert received.is_set()
+    assert len(server.requests) == 1
     assert isinstance(caught.value.cause, RequestTimeoutError)
     assert caught.value.cause.request_sent
     assert not caught.value.certainly_not_sent
@@ -202,34 +131,24 @@ async def test_a_connection_dropped_after_the_request_is_uncertain(
     transport: str, http_library: str
 ) -> None:
     """The server read the SMS and hung up: it may have accepted it, so no resend."""
-    requests = 0
-
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal requests
-        await _read_request(reader)
-        requests += 1
-
     async with (
-        _raw_server(hang_up) as url,
-        _client(transport, http_library, url) as client,  # retries on: must not resend
+        FaultServer(default=Fault.close()) as server,  # reads the request, hangs up
+        _client(transport, http_library, server.url) as client,  # retries on: must not resend
     ):
         with pytest.raises(UncertainSendError) as caught:
             await client.send_sms("+33611272727", "hi")
     assert isinstance(caught.value.cause, ProtocolError)
     assert caught.value.cause.request_sent
-    assert requests == 1
+    assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_garbled_answer_is_uncertain(transport: str, http_library: str) -> None:
-    async def garble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"this is not HTTP\r\n\r\n")
-        await writer.drain()
+    garble = Fault.raw(b"this is not HTTP\r\n\r\n")
 
     async with (
-        _raw_server(garble) as url,
-        _client(transport, http_library, url, retry=NO_RETRY) as client,
+        FaultServer(default=garble) as server,
+        _client(transport, http_library, server.url, retry=NO_RETRY) as client,
     ):
         with pytest.raises(UncertainSendError) as caught:
             await client.send_sms("+33611272727", "hi")
@@ -241,15 +160,20 @@ async def test_a_garbled_answer_is_uncertain(transport: str, http_library: str) 
 async def test_a_refusal_reads_the_same_over_every_transport(
     transport: str, http_library: str
 ) -> None:
-    too_many = _answering(
-        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nX-Request-Id: abc\r\n"
-        b"Warning: 199 one\r\nWarning: 199 two\r\nContent-Type: application/json\r\n",
+    too_many = Fault.answer(
+        429,
         b'{"error":"slow down"}',
+        headers=[
+            ("Retry-After", "7"),
+            ("X-Request-Id", "abc"),
+            ("Warning", "199 one"),
+            ("Warning", "199 two"),
+        ],
     )
 
     async with (
-        _raw_server(too_many) as url,
-        _client(transport, http_library, url, retry=NO_RETRY) as client,
+        FaultServer(default=too_many) as server,
+        _client(transport, http_library, server.url, retry=NO_RETRY) as client,
     ):
         with pytest.raises(RateLimitedError) as caught:
             await client.send_sms("+33611272727", "hi")
@@ -269,36 +193,16 @@ async def test_a_pool_of_one_queues_sends_instead_of_failing(
     httplib: ModuleType, http_library: str
 ) -> None:
     """``limits`` reach aiohttp's connector: one connection, sends wait their turn."""
-    open_connections = 0
-    most = 0
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal open_connections, most
-        open_connections += 1
-        most = max(most, open_connections)
-        try:
-            while True:
-                await _read_request(reader)
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b'Content-Length: 17\r\n\r\n{"messageId":"m"}'
-                )
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            open_connections -= 1
-
     transport = aiohttp_transport(httplib, limits=httplib.Limits(max_connections=1))
     async with (
-        _raw_server(answer) as url,
+        FaultServer(default=Fault.answer(200, b'{"messageId":"m"}')) as server,
         VortextClient(
-            "acme", "s3cr3t", base_url=url, http_library=http_library, transport=transport
+            "acme", "s3cr3t", base_url=server.url, http_library=http_library, transport=transport
         ) as client,
     ):
         sent = await asyncio.gather(*(client.send_sms("+33611272727", "hi") for _ in range(10)))
     assert [s.message_id for s in sent] == ["m"] * 10
-    assert most == 1
+    assert server.most_open_connections == 1
 
 
 def test_an_unknown_library_is_a_configuration_error() -> None:
@@ -310,35 +214,19 @@ def test_an_unknown_library_is_a_configuration_error() -> None:
 
 async def test_limits_reach_the_fast_transport(http_library: str, httplib: ModuleType) -> None:
     """``transport="aiohttp", limits=...``: the pool size is the one asked for."""
-    open_connections = most = 0
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal open_connections, most
-        open_connections += 1
-        most = max(most, open_connections)
-        try:
-            while True:
-                await _read_request(reader)
-                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{"messageId":"m"}')
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            open_connections -= 1
-
     async with (
-        _raw_server(answer) as url,
+        FaultServer(default=Fault.answer(200, b'{"messageId":"m"}')) as server,
         VortextClient(
             "acme",
             "s3cr3t",
-            base_url=url,
+            base_url=server.url,
             http_library=http_library,
             transport="aiohttp",
             limits=httplib.Limits(max_connections=2),
         ) as client,
     ):
         await asyncio.gather(*(client.send_sms("+33611272727", "hi") for _ in range(10)))
-    assert most == 2
+    assert server.most_open_connections == 2
 
 
 def test_an_unknown_transport_name_is_a_configuration_error() -> None:

@@ -1,6 +1,6 @@
 """A bulk job in its own process, for test_bulk_crash.py to SIGKILL mid-flight.
 
-    python tests/_support_bulk_child.py BASE_URL JOURNAL COUNT CONCURRENCY
+    python tests/support/bulk_child.py BASE_URL JOURNAL COUNT CONCURRENCY
 
 Sends COUNT messages (``+3361000nnnnn``, ``"message n"``, keyed by position) through a
 real VortextClient to BASE_URL with the journal JOURNAL, and prints one line per result.
@@ -12,8 +12,7 @@ import asyncio
 import sys
 from collections.abc import Iterator
 
-from vortext_async import RetryPolicy, Sms, VortextClient
-from vortext_async._bulk import send_bulk
+from vortext_async import RetryPolicy, Sms, VortextClient, send_bulk
 
 
 def messages(count: int) -> Iterator[Sms]:

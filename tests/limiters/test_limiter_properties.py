@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vortext_async._limiter import RateLimit, RateLimiter
-from vortext_async._virtual_clock import VirtualClock
+from vortext_async import RateLimit, RateLimiter
+from vortext_async.testing import VirtualClock
 
 MS = 1_000_000  # nanoseconds
 

@@ -10,9 +10,14 @@ from collections.abc import Callable
 
 import pytest
 
-from vortext_async._errors import ClientClosedError, ConfigurationError, WaitBudgetExceededError
-from vortext_async._limiter import RateLimit, RateLimiter
-from vortext_async._virtual_clock import VirtualClock
+from vortext_async import (
+    ClientClosedError,
+    ConfigurationError,
+    RateLimit,
+    RateLimiter,
+    WaitBudgetExceededError,
+)
+from vortext_async.testing import VirtualClock
 
 NS = 1_000_000_000
 
@@ -486,7 +491,7 @@ async def _send_all(
 
 
 async def test_end_to_end_at_the_cap_no_429_and_close_to_the_oracle() -> None:
-    from _support_window_server import WindowServer
+    from tests.support.window_server import WindowServer
 
     windows = ((4, 0.5), (10, 1.5))
     async with WindowServer(windows, max_count_delay=0.03) as server:
@@ -510,7 +515,7 @@ async def test_end_to_end_at_the_cap_no_429_and_close_to_the_oracle() -> None:
 
 async def test_end_to_end_tokens_back_w_after_hand_off_are_refused() -> None:
     """Regression test of the rule: settling at hand-off lets the server refuse sends."""
-    from _support_window_server import WindowServer
+    from tests.support.window_server import WindowServer
 
     windows = ((4, 0.5),)
     async with WindowServer(windows, max_count_delay=0.03) as server:

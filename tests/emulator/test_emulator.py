@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from vortext_async._virtual_clock import VirtualClock
 from vortext_async.emulator import Emulator, serve_emulator
 from vortext_async.testing import (  # the plugin's fixtures, used below
+    VirtualClock,
     emulator_client,
     vortext_client,  # noqa: F401
     vortext_emulator,  # noqa: F401
@@ -604,19 +604,6 @@ def test_repr_names_no_password() -> None:
     assert "s3cret" not in repr(Emulator(users={"acme": "s3cret"}))
 
 
-def client_importable() -> bool:
-    try:
-        import vortext_async._client  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# The client is written in parallel; these two run once it imports.
-needs_client = pytest.mark.skipif(not client_importable(), reason="the client does not import yet")
-
-
-@needs_client
 async def test_the_client_fixture_sends_to_the_emulator_fixture(
     vortext_client: Any,  # noqa: F811
     vortext_emulator: Emulator,  # noqa: F811
@@ -628,7 +615,6 @@ async def test_the_client_fixture_sends_to_the_emulator_fixture(
     assert detail.message_id == sent.message_id
 
 
-@needs_client
 async def test_emulator_client_uses_the_client_s_own_checks_against_the_emulator() -> None:
     emulator = Emulator(users={"u": "p"}, windows=[(1, 60.0)])
     async with emulator_client(

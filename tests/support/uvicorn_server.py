@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fastapi_app" / "app.py"
 LEFTOVER_MARK = "LEFTOVER-TASKS"
 
@@ -175,7 +175,7 @@ def _describe(task: asyncio.Task[Any]) -> str:
 async def spawn_uvicorn(
     env: Mapping[str, str], log: Path, *args: str, port: int | None = None
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """Start ``uvicorn --factory _support_uvicorn:example_app`` and wait until it answers.
+    """Start the example app under ``uvicorn --factory`` and wait until it answers.
 
     Its stderr (the app's log) goes to the file ``log``.
     """
@@ -206,9 +206,9 @@ async def _exec(
         "-m",
         "uvicorn",
         "--factory",
-        "_support_uvicorn:example_app",
+        "tests.support.uvicorn_server:example_app",
         "--app-dir",
-        str(Path(__file__).parent),
+        str(ROOT),
         "--host",
         "127.0.0.1",
         "--port",

@@ -1,7 +1,7 @@
 """A bulk job SIGKILLed mid-flight, then run again: nothing lost, nothing sent twice.
 
-A child process (tests/_support_bulk_child.py) sends through a real VortextClient to
-``CountingServer``, a small HTTP/1.1 server on loopback run by this test, which logs
+A child process (tests/support/bulk_child.py) sends through a real VortextClient to
+``CountingServer``, the fault server of tests/support run by this test, which logs
 every ``POST /sms`` it receives.  The child is killed with SIGKILL, the job is run
 again here with the same journal, and the server's own log is the judge: each
 message received at most once, and every message either received and reported, or
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from vortext_async import Outcome, RetryPolicy, Sms, VortextClient
-from vortext_async._bulk import send_bulk
+from tests.support.faults import Fault, FaultServer, Received
+from vortext_async import Outcome, RetryPolicy, Sms, VortextClient, send_bulk
 
-CHILD = Path(__file__).with_name("_support_bulk_child.py")
+CHILD = Path(__file__).parents[1] / "support" / "bulk_child.py"
 COUNT = 200
 CONCURRENCY = 8
 
@@ -43,7 +43,7 @@ def messages() -> Iterator[Sms]:
         yield Sms(phone(n), f"message {n}")
 
 
-class CountingServer:
+class CountingServer(FaultServer):
     """Answers ``POST /sms`` with ``{"messageId": "id-<phone>"}`` and logs each request.
 
     ``answer_limit``: after that many answers, requests are logged and then held
@@ -52,6 +52,7 @@ class CountingServer:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.log: list[str] = []
         self.answered = 0
         self.answer_limit: int | None = None
@@ -60,55 +61,18 @@ class CountingServer:
         self.held = asyncio.Event()
         self.receive_target: int | None = None
         self.on_received = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
 
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                self.log.append(json.loads(body)["phoneNumber"])
-                if self.receive_target is not None and len(self.log) >= self.receive_target:
-                    self.on_received.set()
-                if self.answer_limit is not None and self.answered >= self.answer_limit:
-                    self.held_count += 1
-                    if self.held_count >= self.hold_target:
-                        self.held.set()
-                    await asyncio.Event().wait()  # read, processed, never answered
-                self.answered += 1
-                answer = json.dumps({"messageId": f"id-{self.log[-1]}"}).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(answer)}\r\n\r\n".encode()
-                    + answer
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the child was killed
-        finally:
-            self._tasks.discard(task)
-            writer.close()
+    async def respond(self, received: Received) -> Fault:
+        self.log.append(received.json()["phoneNumber"])
+        if self.receive_target is not None and len(self.log) >= self.receive_target:
+            self.on_received.set()
+        if self.answer_limit is not None and self.answered >= self.answer_limit:
+            self.held_count += 1
+            if self.held_count >= self.hold_target:
+                self.held.set()
+            return Fault.hold()  # read, processed, never answered
+        self.answered += 1
+        return Fault.answer(200, json.dumps({"messageId": f"id-{self.log[-1]}"}))
 
 
 @pytest.fixture
@@ -141,7 +105,8 @@ async def test_a_killed_job_reruns_without_losing_or_repeating_a_message(
     server: CountingServer, tmp_path: Path, kill_when: str
 ) -> None:
     journal = tmp_path / "campaign.db"
-    url = await server.start()
+    await server.start()
+    url = server.url
     try:
         if kill_when == "all-slots-held":
             server.answer_limit = 30
@@ -194,4 +159,4 @@ async def test_a_killed_job_reruns_without_losing_or_repeating_a_message(
             repeated = {p for p, n in collections.Counter(server.log).items() if n > 1}
             assert repeated <= uncertain
     finally:
-        await server.stop()
+        await server.aclose()

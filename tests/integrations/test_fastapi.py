@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from _support_uvicorn import (
+from fastapi import BackgroundTasks, FastAPI
+
+from tests.support.uvicorn_server import (
     LEFTOVER_MARK,
     GateClock,
     load_example,
@@ -26,8 +28,6 @@ from _support_uvicorn import (
     spawn_uvicorn,
     wait_until,
 )
-from fastapi import BackgroundTasks, FastAPI
-
 from vortext_async import (
     ClientClosedError,
     RateLimit,
@@ -349,7 +349,7 @@ async def test_sigterm_under_load_accounts_for_every_send(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def redis_url() -> Any:
-    from _support_redis import redis_server
+    from tests.support.redis_server import redis_server
 
     with redis_server() as server:
         yield server.url

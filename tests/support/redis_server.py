@@ -1,7 +1,7 @@
 """A real redis-server for the tests, on a free port in a temporary directory.
 
 ``with redis_server() as server: server.url`` starts one and stops it.  Run as a
-script (``python _support_redis.py worker URL TARGET COUNT N:SECONDS...``) it is a
+script (``python tests/support/redis_server.py worker URL TARGET COUNT N:SECONDS...``) it is a
 worker process that sends COUNT requests to TARGET through a RedisRateLimiter and
 prints how many were answered 200 and 429.
 """
@@ -74,8 +74,7 @@ async def _worker(url: str, target: str, count: int, windows: list[tuple[int, fl
 
     import httpx
 
-    from vortext_async._limiter import RateLimit
-    from vortext_async._redis_limiter import RedisRateLimiter
+    from vortext_async import RateLimit, RedisRateLimiter
 
     limiter = RedisRateLimiter(RateLimit(windows=tuple(windows)), url, account="shared")
     statuses: list[int] = []

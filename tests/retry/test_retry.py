@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from _support_clock import NS, START, RecordingClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.clock import NS, START, RecordingClock
 from vortext_async import (
     AuthenticationError,
     BadRequestError,
