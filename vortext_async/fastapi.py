@@ -116,10 +116,10 @@ __all__ = [
 
 logger = logging.getLogger("vortext_async.fastapi")
 
-#: Where the client lives on the app: ``request.app.state.vortext_client``.
 STATE_ATTRIBUTE = "vortext_client"
-#: A Redis URL here makes every worker of the app share the account's caps.
+"""Where the client lives on the app: ``request.app.state.vortext_client``."""
 REDIS_URL_ENV = "VORTEXT_REDIS_URL"
+"""A Redis URL here makes every worker of the app share the account's caps."""
 _DRAIN_ATTRIBUTE = "vortext_drain"
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
@@ -204,13 +204,13 @@ async def vortext_shutdown(app: FastAPI, *, grace: float | None = None) -> None:
 
 _SignalHandler = Callable[[int, FrameType | None], Any]
 
-#: How long before the server's graceful timeout the sends still in flight are cut.
 _CUT_MARGIN = 0.5
+"""How long before the server's graceful timeout the sends still in flight are cut."""
 
-#: What a server's graceful shutdown starts with (uvicorn's ``HANDLED_SIGNALS``).
 _SHUTDOWN_SIGNALS: tuple[int, ...] = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)
 )
+"""What a server's graceful shutdown starts with (uvicorn's ``HANDLED_SIGNALS``)."""
 
 
 class _Drain:
@@ -316,8 +316,8 @@ def get_vortext_client(request: Request) -> VortextClient:
     return client  # type: ignore[no-any-return]
 
 
-#: ``client: VortextClientDep`` in an endpoint's parameters gives the shared client.
 VortextClientDep = Annotated[VortextClient, Depends(get_vortext_client)]
+"""``client: VortextClientDep`` in an endpoint's parameters gives the shared client."""
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
