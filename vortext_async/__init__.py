@@ -1,8 +1,8 @@
 """Asyncio client for Vortext, the SMS gateway of cegedim.cloud.
 
 Everything public is importable from here; the submodules ``webhooks``,
-``emulator``, ``testing``, ``fastapi`` and ``redis`` hold the optional parts and are
-imported only when used.
+``emulator``, ``testing``, ``fastapi``, ``sync`` (a blocking client) and ``redis``
+hold the optional parts and are imported only when used.
 """
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
@@ -25,6 +25,7 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
+    SyncInEventLoopError,
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
@@ -87,6 +88,7 @@ __all__ = [
     "ServiceStatus",
     "Sms",
     "SmsDetail",
+    "SyncInEventLoopError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",
