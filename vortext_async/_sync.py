@@ -110,6 +110,13 @@ def _shut_down(runner: _LoopThread, client: AsyncVortextClient, grace: float | N
         runner.stop()
 
 
+def _own(function: Callable[..., object], method: Callable[..., object]) -> None:
+    """Make a twin this module's own: the method's signature, not an alias of it."""
+    function.__module__ = __name__
+    function.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    del function.__wrapped__  # type: ignore[attr-defined]
+
+
 def _blocking(
     method: Callable[Concatenate[AsyncVortextClient, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[VortextClient, P], T]:
@@ -121,7 +128,7 @@ def _blocking(
         client = self._client_or_raise()
         return self._runner.run(method(client, *args, **kwargs))
 
-    call.__module__ = __name__
+    _own(call, method)
     return call
 
 
@@ -151,7 +158,7 @@ def _blocking_send(
             )
         return _send_interruptibly(self._runner, client, sms, arguments)
 
-    call.__module__ = __name__
+    _own(call, method)
     return call
 
 
@@ -237,7 +244,7 @@ def _blocking_bulk(
                 options[name] = value
         return BulkJob(self._runner, client, arguments["messages"], options)
 
-    send_bulk.__module__ = __name__
+    _own(send_bulk, method)
     send_bulk.__doc__ = """Send many messages at the account's pace; iterate the job for results.
 
         ``for result in client.send_bulk(messages, concurrency=64, journal=path)``
@@ -336,13 +343,23 @@ class VortextClient:
     # -- the calls ---------------------------------------------------------------------
 
     status = _blocking(AsyncVortextClient.status)
+    """``GET /status``: see [`VortextClient.status`][vortext_async.VortextClient.status]."""
     get_sms = _blocking(AsyncVortextClient.get_sms)
+    """``GET /sms/{id}``: see [`VortextClient.get_sms`][vortext_async.VortextClient.get_sms]."""
     send_sms = _blocking_send(AsyncVortextClient.send_sms)
+    """Send one SMS: see [`VortextClient.send_sms`][vortext_async.VortextClient.send_sms]."""
     send = _blocking_send(AsyncVortextClient.send)
+    """Send an ``Sms``: see [`VortextClient.send`][vortext_async.VortextClient.send]."""
 
     # mypy refuses a ``**options: Any`` method for Concatenate[..., P] (it asks for a
     # positional-only self); drop this ignore once send_bulk's options are explicit.
     send_bulk = _blocking_bulk(AsyncVortextClient.send_bulk)  # type: ignore[arg-type]
+    """Send many messages: a [`BulkJob`][vortext_async.sync.BulkJob] iterated with ``for``.
+
+    The parameters of [`VortextClient.send_bulk`][vortext_async.VortextClient.send_bulk].
+    ``messages`` is read in the calling thread, lazily; use ``with`` so that leaving the
+    block early stops the job.
+    """
 
     # -- state and shutdown ----------------------------------------------------------------
 
