@@ -292,3 +292,26 @@ def test_the_calls_have_the_asyncio_clients_parameters():
         sync = inspect.signature(getattr(VortextClient, name))
         asyncio_ = inspect.signature(getattr(AsyncVortextClient, name))
         assert list(sync.parameters) == list(asyncio_.parameters), name
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
+)
+def test_ctrl_c_during_a_bulk_job_stops_it_and_says_how_it_ended():
+    gate = ThreadGateClock()
+    emulator = Emulator(users={"demo": "demo"}, latency=1.0, clock=gate)
+    with served_emulator(emulator) as url:
+        client = VortextClient("demo", "demo", base_url=url, rate_limit=FAST)
+        messages = [Sms("+33611272727", f"bulk {n}", key=f"b{n}") for n in range(5)]
+        job = client.send_bulk(messages, concurrency=1, grace=0)
+        _interrupt_main_when(gate.entered)
+        with pytest.raises(KeyboardInterrupt) as interrupted:
+            list(job)
+        gate.open()
+        client.close()
+
+    assert any("the bulk job was stopped" in note for note in interrupted.value.__notes__)
+    summary = job.summary
+    assert summary.stopped
+    # The one in flight was cut (UNCERTAIN); nothing else was read, nothing was sent.
+    assert (summary.sent, summary.uncertain) == (0, 1)
