@@ -21,7 +21,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests._support_served import served_emulator
+from tests.support.served import served_emulator
 from vortext_async.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
