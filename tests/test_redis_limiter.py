@@ -58,14 +58,15 @@ async def test_token_is_provisional_then_back_w_after_settle(
 ) -> None:
     limiter = limiter_for(server, (2, 5.0))
     asked = time.monotonic_ns()
+    asked_at = await server_time(probe)
     async with limiter.acquire(attempt_timeout=30.0):
         # The settle instant is known in Redis time up to how long the acquire took.
         slack = (time.monotonic_ns() - asked) // 1000 + 1
         before = await server_time(probe)
         [(member, score)] = await probe.zrange("vortext:{acme}:w:2:5000000", 0, -1, withscores=True)
-        acquired = int(member.split(":")[1])
         assert member.startswith("p:")
-        assert score == acquired + 30_000_000 + 5_000_000  # acquire + attempt_timeout + W
+        # acquire + attempt_timeout + W
+        assert asked_at + 35_000_000 <= score <= before + 35_000_000
         assert 0 < await probe.pttl("vortext:{acme}:w:2:5000000") <= 36_000
     after = await server_time(probe)
     await limiter.aclose()  # flushes the pending settle
@@ -118,7 +119,8 @@ async def test_a_process_that_dies_mid_send_frees_its_token_late_but_surely(
     context = dead.acquire(attempt_timeout=0.3)
     await context.__aenter__()  # and never settles: the process "died"
     await dead._redis.aclose()
-    acquired = int((await probe.zrange("vortext:{acme}:w:1:200000", 0, 0))[0].split(":")[1])
+    [(_, score)] = await probe.zrange("vortext:{acme}:w:1:200000", 0, 0, withscores=True)
+    acquired = int(score) - 300_000 - 200_000
     alive = limiter_for(server, (1, 0.2))
     async with alive.acquire():
         granted_at = await server_time(probe)
