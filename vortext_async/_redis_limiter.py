@@ -162,9 +162,6 @@ _SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local windows = tonumber(ARGV[1])
-for k = windows + 1, #KEYS do
-  redis.call('SET', KEYS[k], '1', 'PX', tonumber(ARGV[2]))
-end
 for j = windows + 3, #ARGV, 3 do
   local kind, member = ARGV[j], ARGV[j + 1]
   local settled = math.min(tonumber(ARGV[j + 2]), now)
@@ -179,6 +176,10 @@ for j = windows + 3, #ARGV, 3 do
       end
     end
   end
+end
+-- after the ZREMs: under maxmemory, Redis refuses only a script's first write
+for k = windows + 1, #KEYS do
+  redis.call('SET', KEYS[k], '1', 'PX', tonumber(ARGV[2]))
 end
 return 1
 """
@@ -398,6 +399,7 @@ class RedisRateLimiter:
         # local FIFO: only the head talks to Redis
         self._waiters: deque[_Waiter] = deque()
         self._driver: asyncio.Task[None] | None = None
+        self._asking = False  # a call for the local waiters is outstanding
         self._in_flight = 0
         self._pending: list[str] = []
         self._given_up: deque[_GivenUp] = deque()
@@ -560,13 +562,40 @@ class RedisRateLimiter:
         self._waiters.append(waiter)
         if self._driver is None:
             self._driver = loop.create_task(self._drive())
+        future = waiter.future
         try:
-            return await waiter.future
+            if waiter.deadline is not None:
+                await self._wait_within_budget(waiter)
+            return await future
         except asyncio.CancelledError:
-            future = waiter.future
-            if future.done() and not future.cancelled() and future.exception() is None:
+            if not future.done():
+                future.cancel()  # it takes nothing; the driver skips it
+            elif not future.cancelled() and future.exception() is None:
                 future.result().refund()  # granted, but it will never be sent
             raise
+
+    async def _wait_within_budget(self, waiter: _Waiter) -> None:
+        """End ``waiter``'s wait at its deadline, even while Redis does not answer.
+
+        Redis I/O takes real time whatever the injected clock does, so this waits
+        with the event loop's own timer.
+        """
+        assert waiter.deadline is not None
+        assert waiter.max_wait is not None
+        future = waiter.future
+        delay = (waiter.deadline - self._clock.now_ns()) / _NS
+        if delay > 0:
+            await asyncio.wait((future,), timeout=delay)
+        if not future.done():
+            if self._asking:
+                future.set_exception(
+                    _Unavailable(f"no answer within max_wait={waiter.max_wait:g} s")
+                )
+            else:
+                expected = max(self._head_wakes_ns - waiter.asked_at, 0) / _NS
+                future.set_exception(
+                    WaitBudgetExceededError(max(expected, waiter.max_wait), waiter.max_wait)
+                )
 
     async def _drive(self) -> None:
         """Ask Redis for the tokens of the local waiters, in order; sleep as told.
@@ -595,6 +624,8 @@ class RedisRateLimiter:
                     continue
                 self._head_wakes_ns = wakes
                 self._expire_waiters(wakes)
+                if all(w.future.done() for w in self._waiters):
+                    continue  # nobody left to wait for
                 while (now := self._clock.now_ns()) < wakes:
                     await self._clock.sleep((wakes - now) / _NS)
                 self._head_wakes_ns = 0
@@ -607,38 +638,14 @@ class RedisRateLimiter:
                 waiter.future.set_exception(error)
 
     async def _serve(self, batch: list[_Waiter]) -> int | None:
-        """Release calls given up, then ask for ``batch``; budgets end on time meanwhile."""
-        budgets = sorted(w.deadline for w in batch if w.deadline is not None)
-        watchdog = (
-            asyncio.get_running_loop().create_task(self._end_budgets(batch, budgets))
-            if budgets
-            else None
-        )
+        """Release the calls given up, then ask for ``batch``."""
+        self._asking = True
         try:
             if self._given_up:
                 await self._release_given_up()
             return await self._ask(batch)
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
-
-    async def _end_budgets(self, batch: list[_Waiter], deadlines: list[int]) -> None:
-        """Fail each waiter of ``batch`` whose budget ends before Redis answers.
-
-        Redis I/O takes real time whatever the injected clock does, so this waits
-        with the event loop's own sleep.
-        """
-        for deadline in deadlines:
-            delay = (deadline - self._clock.now_ns()) / _NS
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = self._clock.now_ns()
-            for waiter in batch:
-                if waiter.deadline is not None and waiter.deadline <= now:
-                    if not waiter.future.done():
-                        waiter.future.set_exception(
-                            _Unavailable(f"no answer within max_wait={waiter.max_wait:g} s")
-                        )
+            self._asking = False
 
     async def _ask(self, batch: list[_Waiter]) -> int | None:
         """One script call for ``batch``; grants the first ones; when to ask again."""
@@ -669,7 +676,8 @@ class RedisRateLimiter:
         now = self._clock.now_ns()
         granted, reask_us, acquired_at, paused = (int(x) for x in answer[:4])
         windows = len(self._keys)
-        self._seen_left = tuple(int(x) for x in answer[4 : 4 + windows])
+        if len(answer) >= 4 + windows:
+            self._seen_left = tuple(int(x) for x in answer[4 : 4 + windows])
         self._seen_pause_ns = now + (paused - acquired_at) * 1000 if paused > acquired_at else 0
         for j, waiter in enumerate(batch[:granted]):
             self._in_flight += 1
@@ -740,7 +748,7 @@ class RedisRateLimiter:
                 try:
                     await self._flush_once()
                 except _Unavailable:
-                    await self._clock.sleep(_RETRY_RELEASE)
+                    await asyncio.sleep(_RETRY_RELEASE)  # Redis I/O: real time
         finally:
             self._flusher = None
 
