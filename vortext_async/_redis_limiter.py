@@ -22,7 +22,8 @@ Redis failing: every call is bounded by ``redis_timeout``; any error (refused,
 reset, no answer, or an error answer such as READONLY, NOPERM, OOM, MOVED) becomes
 :class:`LimiterUnavailableError` (naming the URL without its password) for every
 send waiting, or, if given, the ``fallback`` limiter; a waiting send's own
-``max_wait`` ends its wait on time even while a call is outstanding.
+``max_wait`` ends its wait on time even while a call is outstanding (a timer per
+such send, on the event loop's clock: Redis I/O takes real time).
 
 Calls given up.  An acquire call that got no answer (a timeout, a reset, a
 cancellation) may have run, or may run later: a stopped Redis runs the request
@@ -34,11 +35,12 @@ provisional bound.  Hence:
   can free them without having seen the answer (and a call that redis-py sends
   twice over a broken connection takes the same tokens twice, not twice as many);
 - every call given up is released as soon as Redis answers again (before this
-  process's next acquire, and by a background retry every second): the release
-  removes its tokens if it ran, and sets a tombstone (``x:<call id>``, 20 minutes)
-  that makes the script grant nothing if it runs after the release;
-- an error *answer* (READONLY, NOPERM, OOM, MOVED) needs no release: Redis refuses
-  the script at its first write at the latest, before any token is taken.
+  process's next acquire, and by a background retry after 1 s, then 2, 4... 30): the
+  release removes its tokens if it ran, and sets a tombstone (``x:<call id>``, 20
+  minutes) that makes the script grant nothing if it runs after the release;
+- a call answered with an error (READONLY, NOPERM, OOM, MOVED) took nothing, as
+  Redis refuses the script at its first write at the latest; it is released all
+  the same (one cheap call), which also covers an error of the script itself.
 
 Over-grant is thus impossible from our side; what Redis itself can do (a clock
 step, a failover) is said in :class:`RedisRateLimiter`.
@@ -209,21 +211,13 @@ def redact_url(url: str) -> str:
 
 
 class _Unavailable(Exception):
-    """Redis did not serve a call: the redis-py or OS error, or no answer in time.
-
-    ``unknown`` is True when no answer came, so the call may still have run (or
-    may run later, once a stopped Redis resumes).
-    """
-
-    def __init__(self, message: str, *, unknown: bool = False) -> None:
-        super().__init__(message)
-        self.unknown = unknown
+    """Redis did not serve a call: the redis-py or OS error, or no answer in time."""
 
 
 _BATCH = 256  # most local waiters served by one script call
 _GIVEN_UP_MAX = 10_000  # calls given up whose release still waits for Redis
 _GIVEN_UP_PER_CALL = 1024  # tokens released by one script call
-_RETRY_RELEASE = 1.0  # seconds between tries to release calls given up
+_RETRY_RELEASE = (1.0, 30.0)  # first and longest pause between tries to release them
 # How long a given-up call's tombstone lives: longer than Linux keeps
 # retransmitting a request already written (tcp_retries2 = 15, about 15 min).
 _TOMBSTONE_MS = 20 * 60 * 1000
@@ -299,22 +293,24 @@ class RedisRateLimiter:
         )
         client = VortextClient(..., rate_limit=limiter)
 
-    Redis failures: every Redis call is bounded by ``redis_timeout`` (connect, send
-    and answer together; the connection pool's socket timeouts are set to it too).
-    Whatever goes wrong (Redis down, stopped, a replica answering ``READONLY``, an
-    ACL ``NOPERM``, ``OOM``, ``MOVED``), a waiting send gets
-    :class:`LimiterUnavailableError` (or the ``fallback`` takes over) within
-    ``min(max_wait, redis_timeout)`` plus the event loop's scheduling delay: a send
-    with ``max_wait`` never waits on Redis past its budget.
+    Redis failures: each round trip for the local queue (connect, send, answer) is
+    bounded by ``redis_timeout``, and so are the connection pool's socket timeouts
+    (redis-py before 8 sets none; 8 sets 5 s).  Whatever goes wrong (Redis down or
+    stopped, a replica answering ``READONLY``, an ACL ``NOPERM``, ``OOM``,
+    ``MOVED``), every send waiting on that round trip gets
+    :class:`LimiterUnavailableError` (or the ``fallback`` takes over) at most
+    ``redis_timeout`` after it started, and a send with ``max_wait`` at its budget's
+    end at the latest; the slack is the event loop's scheduling delay.
 
     Redis's clock: tokens are scored in Redis ``TIME``.  A step of Redis's clock
-    *forward* by D, or a failover to a replica whose clock is D ahead, frees every
-    token due within D at once: up to N more sends in some W for each window (2N
-    at most); a failover also forgets the grants not yet replicated (as many more).
-    A step *back*, or a replica behind, only holds tokens D longer (sends wait, none
-    over).  Keep Redis hosts' clocks slewed, never stepped (chrony/ntpd default);
-    after an unplanned failover, if the caps are hard, ``pause()`` every sender for
-    the longest attempt timeout plus the longest W.
+    *forward* by D, or a failover to a replica whose clock is D ahead, frees at once
+    every token due within D; a failover also forgets the grants not yet replicated,
+    which frees theirs.  Each such event lets a window of N see up to 2N sends in
+    some W (all its tokens freed at worst), never more.  A step *back*, or a
+    replica behind, only holds tokens D longer: sends wait, none goes over.  Keep
+    Redis hosts' clocks slewed, never stepped (the chrony/ntpd default once
+    synchronised); after an unplanned failover, if the caps are hard, ``pause()``
+    every sender for the longest attempt timeout plus the longest W.
 
     Args:
         rate_limit: the account's caps.
@@ -518,22 +514,19 @@ class RedisRateLimiter:
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """One script call, ended after ``redis_timeout``; any failure is ``_Unavailable``."""
-        from redis.exceptions import RedisError, ResponseError
+        from redis.exceptions import RedisError
 
         try:
             self._connect()
             async with asyncio.timeout(self._redis_timeout):
                 return await self._scripts[script](keys=keys, args=args)
         except TimeoutError:
-            raise _Unavailable(
-                f"no answer within redis_timeout={self._redis_timeout:g} s", unknown=True
-            ) from None
-        except ResponseError as e:
-            # Redis answered with an error (READONLY, NOPERM, OOM, MOVED...): the
-            # script stopped at its first write at the latest, so it took nothing.
+            raise self._no_answer() from None
+        except (RedisError, OSError) as e:  # ResponseError too: READONLY, NOPERM, OOM, MOVED...
             raise _Unavailable(f"{type(e).__name__}: {e}") from e
-        except (RedisError, OSError) as e:
-            raise _Unavailable(f"{type(e).__name__}: {e}", unknown=True) from e
+
+    def _no_answer(self) -> _Unavailable:
+        return _Unavailable(f"no answer within redis_timeout={self._redis_timeout:g} s")
 
     def _warn_fallback(self, error: _Unavailable) -> None:
         if not self._warned:
@@ -638,12 +631,15 @@ class RedisRateLimiter:
                 waiter.future.set_exception(error)
 
     async def _serve(self, batch: list[_Waiter]) -> int | None:
-        """Release the calls given up, then ask for ``batch``."""
+        """Release the calls given up, then ask for ``batch``: ``redis_timeout`` for both."""
         self._asking = True
         try:
-            if self._given_up:
-                await self._release_given_up()
-            return await self._ask(batch)
+            async with asyncio.timeout(self._redis_timeout):
+                if self._given_up:
+                    await self._release_given_up()
+                return await self._ask(batch)
+        except TimeoutError:
+            raise self._no_answer() from None
         finally:
             self._asking = False
 
@@ -667,11 +663,10 @@ class RedisRateLimiter:
                 ],
             )
             answered = True
-        except _Unavailable as error:
-            answered = not error.unknown
-            raise
         finally:
-            if not answered:  # it may have run, or run later: release what it took
+            # No answer: it may have run, or run later.  (An error answer means it
+            # took nothing, unless our script has a bug: released all the same.)
+            if not answered:
                 self._give_up(_GivenUp(tombstone, members))
         now = self._clock.now_ns()
         granted, reask_us, acquired_at, paused = (int(x) for x in answer[:4])
@@ -743,12 +738,14 @@ class RedisRateLimiter:
 
     async def _flush(self) -> None:
         """Send settles off the sends' path; retry releasing calls given up."""
+        pause, longest = _RETRY_RELEASE
         try:
             while self._pending or (self._given_up and not self._closed):
                 try:
                     await self._flush_once()
                 except _Unavailable:
-                    await asyncio.sleep(_RETRY_RELEASE)  # Redis I/O: real time
+                    await asyncio.sleep(pause)  # Redis I/O: real time
+                    pause = min(2 * pause, longest)
         finally:
             self._flusher = None
 
