@@ -277,7 +277,7 @@ async def test_a_send_in_flight_longer_than_w_holds_its_token_until_it_settles(
             nonlocal asks
             answer = await super()._call(script, keys, args)
             asks += script == "acquire"
-            if asks == 3:  # told to wait until W after the acquire, then twice more
+            if asks == 3:  # told to wait W (it is in flight), then once more
                 asked.set()
             return answer
 
@@ -295,7 +295,7 @@ async def test_a_send_in_flight_longer_than_w_holds_its_token_until_it_settles(
     granted_at = await server_time(probe)
     await other.aclose()
     assert granted_at >= settled_at[0] + 100_000 - 5_000  # back W after the settle
-    assert asks <= 3 + 0.1 / 0.05 + 2  # re-asked every 50 ms while in flight, no more
+    assert asks <= 3 + 0.1 / 0.05 + 2  # re-asked every W (>= 50 ms) while in flight, no more
 
 
 async def test_local_waiters_cancelled_or_out_of_budget_take_nothing(
