@@ -217,6 +217,9 @@ class _Unavailable(Exception):
 _BATCH = 256  # most local waiters served by one script call
 _GIVEN_UP_MAX = 10_000  # calls given up whose release still waits for Redis
 _GIVEN_UP_PER_CALL = 1024  # tokens released by one script call
+# A send's budget also covers one round trip to Redis: it ends this much after
+# max_wait, so that max_wait=0 still gets a token that is free now.
+_ROUND_TRIP_GRACE = 0.05
 _RETRY_RELEASE = (1.0, 30.0)  # first and longest pause between tries to release them
 # How long a given-up call's tombstone lives: longer than Linux keeps
 # retransmitting a request already written (tcp_retries2 = 15, about 15 min).
@@ -299,8 +302,10 @@ class RedisRateLimiter:
     stopped, a replica answering ``READONLY``, an ACL ``NOPERM``, ``OOM``,
     ``MOVED``), every send waiting on that round trip gets
     :class:`LimiterUnavailableError` (or the ``fallback`` takes over) at most
-    ``redis_timeout`` after it started, and a send with ``max_wait`` at its budget's
-    end at the latest; the slack is the event loop's scheduling delay.
+    ``redis_timeout`` after it started, and a send with ``max_wait`` by
+    ``max_wait + 0.05`` s at the latest (one round trip's grace, so that
+    ``max_wait=0`` still gets a token free now), plus the event loop's scheduling
+    delay.
 
     Redis's clock: tokens are scored in Redis ``TIME``.  A step of Redis's clock
     *forward* by D, or a failover to a replica whose clock is D ahead, frees at once
@@ -568,7 +573,7 @@ class RedisRateLimiter:
             raise
 
     async def _wait_within_budget(self, waiter: _Waiter) -> None:
-        """End ``waiter``'s wait at its deadline, even while Redis does not answer.
+        """End ``waiter``'s wait at its deadline (and a round trip), even if Redis is silent.
 
         Redis I/O takes real time whatever the injected clock does, so this waits
         with the event loop's own timer.
@@ -576,13 +581,15 @@ class RedisRateLimiter:
         assert waiter.deadline is not None
         assert waiter.max_wait is not None
         future = waiter.future
-        delay = (waiter.deadline - self._clock.now_ns()) / _NS
-        if delay > 0:
-            await asyncio.wait((future,), timeout=delay)
+        delay = (waiter.deadline - self._clock.now_ns()) / _NS + _ROUND_TRIP_GRACE
+        await asyncio.wait((future,), timeout=delay)
         if not future.done():
             if self._asking:
                 future.set_exception(
-                    _Unavailable(f"no answer within max_wait={waiter.max_wait:g} s")
+                    _Unavailable(
+                        f"no answer within max_wait={waiter.max_wait:g} s"
+                        f" (+{_ROUND_TRIP_GRACE:g} s for the round trip)"
+                    )
                 )
             else:
                 expected = max(self._head_wakes_ns - waiter.asked_at, 0) / _NS
