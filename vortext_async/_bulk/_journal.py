@@ -102,6 +102,18 @@ def fingerprint(phone_number: object, message: object) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
+def _create_private(path: str) -> None:
+    """Create the journal file readable and writable by its owner only (0600), whatever
+    the umask; SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
+    if path in (":memory:", ""):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # an existing journal keeps the mode its owner gave it
+    os.close(fd)
+
+
 _Op = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any] | None"]
 _CLOSE: Final = object()
 
@@ -202,6 +214,7 @@ class Journal:
     def _serve(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
+            _create_private(self.path)
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute(f"PRAGMA synchronous={self._synchronous}")

@@ -18,6 +18,8 @@ from vortext_async import (
     __version__,
 )
 
+from ._text import printable
+
 EXIT_OK: Final = 0
 
 
@@ -138,9 +140,11 @@ def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def _escape(text: str) -> str:
+    """``text`` (a key, a message, a server's answer) to print as is: no rich markup,
+    and its control characters shown escaped (``\\x1b``), never sent to the terminal."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text))
 
 
 def _call(coro: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,11 +65,11 @@ def status(
     if as_json:
         _out().print_json(data={"status": answer.status, **answer.extra})
         return
-    table = Table(title=f"Vortext at {url}", show_header=False)
-    table.add_row("status", answer.status or "(not given)")
+    table = Table(title=f"Vortext at {_escape(url)}", show_header=False)
+    table.add_row("status", _escape(answer.status or "(not given)"))
     for name, value in answer.extra.items():
         if name != "status":
-            table.add_row(name, _show(value))
+            table.add_row(_escape(name), _escape(_show(value)))
     _out().print(table)
 
 
@@ -129,13 +131,22 @@ def get(
             }
         )
         return
-    table = Table(title=f"SMS {detail.message_id}", show_header=False)
-    table.add_row("phone number", detail.phone_number)
-    table.add_row("message", detail.message)
-    table.add_row("metadata", _show(detail.metadata))
+    table = Table(title=f"SMS {_escape(str(detail.message_id))}", show_header=False)
+    table.add_row("phone number", _escape(str(detail.phone_number)))
+    table.add_row("message", _escape(str(detail.message)))
+    table.add_row("metadata", _escape(_show(detail.metadata)))
     for name, value in detail.extra.items():
-        table.add_row(name, _show(value))
+        table.add_row(_escape(name), _escape(_show(value)))
     _out().print(table)
+
+
+def _journal_problem(error: sqlite3.Error) -> str:
+    text = str(error)
+    if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
+        return f"{text} (is it a journal of vortext bulk? give another --journal path)"
+    if "readonly" in text or "read-only" in text:
+        return f"{text} (it must be writable: it records every send)"
+    return text
 
 
 def _metadata(entries: list[str]) -> dict[str, str] | None:
@@ -247,6 +258,12 @@ def bulk(
         tally = asyncio.run(_bulk_job(client, messages, total=total, options=options))
     except InputFormatError as error:
         _fail(str(error), EXIT_USAGE)
+    except sqlite3.Error as error:  # the journal is the only SQLite database
+        _fail(f"cannot use the journal {journal}: {_journal_problem(error)}", EXIT_USAGE)
+    except OSError as error:
+        if journal is None or error.filename != os.fspath(journal):
+            raise
+        _fail(f"cannot use the journal {journal}: {error.strerror}", EXIT_USAGE)
     except KeyboardInterrupt:
         _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
     tally.print_summary(_out(), journal=journal)

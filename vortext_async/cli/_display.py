@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import os
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -124,7 +125,9 @@ class _Tally:
                 "they were not resent.[/]"
             )
         if journal is not None and (self.interrupted or self.done != self.sent):
-            console.print(f"journal: {journal} (run the same command again to resume)")
+            console.print(
+                f"journal: {_escape(str(journal))} (run the same command again to resume)"
+            )
 
 
 async def _bulk_job(
@@ -223,10 +226,12 @@ async def _live(console: Console, renderable: RenderableType) -> AsyncIterator[C
     """A live display refreshed from the event loop (no thread reads our state)."""
     from rich.live import Live
 
-    with Live(renderable, console=console, auto_refresh=False, transient=False) as live:
-        yield live.refresh
-    if not console.is_terminal:
-        console.line()  # a file or pipe got the final state without its last newline
+    try:
+        with Live(renderable, console=console, auto_refresh=False, transient=False) as live:
+            yield live.refresh
+    finally:
+        if not console.is_terminal:
+            console.line()  # a file or pipe got the final state without its last newline
 
 
 class _Stopper:
@@ -315,6 +320,13 @@ class _Pacing:
         return self._text
 
 
+def _open_private(path: Path) -> IO[str]:
+    """``path`` opened for writing; created readable by its owner only (0600, whatever the
+    umask: it holds phone numbers).  An existing file keeps its mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return open(fd, "w", newline="", encoding="utf-8")
+
+
 class _Report:
     """The optional per-message CSV report."""
 
@@ -329,7 +341,7 @@ class _Report:
         if path is None:
             return cls(None)
         try:
-            return cls(open(path, "w", newline="", encoding="utf-8"))
+            return cls(_open_private(path))
         except OSError as error:
             _fail(f"cannot write the report {path}: {error.strerror}", EXIT_USAGE)
 

@@ -10,10 +10,13 @@ Two formats, both UTF-8:
   "metadata": {...}, "key": ...}`` (``phoneNumber`` accepted; ``metadata`` and
   ``key`` optional; blank lines skipped; any other field is an error, to catch typos).
 
-Records are read one at a time as the job asks for them, never all at once.  A bad
-record (undecodable bytes, wrong number of CSV fields, a missing phone number or
-message, JSON that is not an object, metadata that is not an object) does not stop
-the job: it is handed to ``on_bad_line`` as a FAILED :class:`SendResult` whose
+Lines end with ``\n`` or ``\r\n``; a file whose first line ends with a lone ``\r``
+(old Mac style) has its lines split at every ``\r``.  Records are read one at a time
+as the job asks for them, never all at once.  A bad record (undecodable bytes, wrong
+number of CSV fields, a CSV field over :data:`CSV_FIELD_LIMIT` characters, a stray
+``\r`` in an unquoted CSV field, a missing phone number or message, JSON that is not
+an object or is nested too deeply, metadata that is not an object) does not stop the
+job: it is handed to ``on_bad_line`` as a FAILED :class:`SendResult` whose
 error names the line, and reading goes on.  A record without a ``key`` gets
 ``"line N"`` (its first line's number) as its key, so a journal resumes correctly
 when the same file is read again, even after a bad line was fixed in place.
@@ -48,6 +51,10 @@ _EXTENSIONS: Final[dict[str, InputFormat]] = {
 _PHONE: Final = ("phone_number", "phoneNumber")
 _JSON_FIELDS: Final = frozenset({*_PHONE, "message", "metadata", "key"})
 _BOM: Final = "\ufeff"
+
+CSV_FIELD_LIMIT: Final = csv.field_size_limit()
+"""The longest CSV field read, in characters (the csv module's limit, 128 KiB); a
+longer one makes its record a bad line (no SMS text is anywhere near that long)."""
 
 
 OnBadLine = Callable[[SendResult], object]
@@ -88,10 +95,20 @@ def read_messages(
 
 def count_records(stream: IO[bytes], fmt: InputFormat) -> int:
     """How many records ``stream`` holds (good or bad), for a progress bar's total."""
+    lines = _Lines(stream)
     if fmt == "jsonl":
-        return sum(1 for raw in stream if raw.strip())
-    text = (raw.decode("utf-8", "replace") for raw in stream)
-    rows = sum(1 for row in csv.reader(text) if row)
+        return sum(1 for text in lines if text.strip())
+    reader = csv.reader(lines)
+    rows = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            rows += 1  # a bad record, reported as such when the job reads it
+            continue
+        rows += bool(row) and not (len(row) == 1 and not row[0].strip())
     return max(rows - 1, 0)
 
 
@@ -99,15 +116,33 @@ def count_records(stream: IO[bytes], fmt: InputFormat) -> int:
 
 
 class _Lines:
-    """Decoded lines of a binary stream, with the numbers of the undecodable ones."""
+    """Decoded lines of a binary stream, with the numbers of the undecodable ones.
+
+    Lines end at ``\n`` (``\r\n`` included); when the first line end in the file is
+    a lone ``\r``, at every ``\r``, ``\n`` or ``\r\n``.
+    """
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.number = 0
         self.undecodable: set[int] = set()
 
-    def __iter__(self) -> Iterator[str]:
+    def _raw_lines(self) -> Iterator[bytes]:
+        cr_only: bool | None = None
         for raw in self._stream:
+            if cr_only is None:
+                cr = raw.find(b"\r")
+                if cr == -1 and not raw.endswith(b"\n"):
+                    yield raw  # no line end yet (a last line without one)
+                    continue
+                cr_only = cr != -1 and raw[cr : cr + 2] != b"\r\n"
+            if cr_only:
+                yield from raw.splitlines(keepends=True)
+            else:
+                yield raw
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self._raw_lines():
             self.number += 1
             try:
                 text = raw.decode("utf-8")
@@ -179,7 +214,7 @@ def _csv_rows(
         except StopIteration:
             return
         except csv.Error as error:
-            _report(on_bad_line, source, first, f"not valid CSV: {error}")
+            _report(on_bad_line, source, first, _csv_problem(error))
             continue
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line
@@ -208,6 +243,15 @@ def _csv_rows(
         yield Sms(phone, message, metadata=metadata or None, key=key or f"line {first}")
 
 
+def _csv_problem(error: csv.Error) -> str:
+    text = str(error)
+    if "field larger than field limit" in text:
+        return f"a field is longer than {CSV_FIELD_LIMIT:,} characters"
+    if "new-line character seen in unquoted field" in text:
+        return "a carriage return (\\r) inside an unquoted field: quote the field"
+    return f"not valid CSV: {text}"
+
+
 def _cell(row: list[str], index: int) -> str:
     return row[index] if index < len(row) else ""
 
@@ -227,6 +271,9 @@ def _read_jsonl(lines: _Lines, source: str, on_bad_line: OnBadLine) -> Iterator[
             record = json.loads(text)
         except ValueError as error:
             _report(on_bad_line, source, number, f"not valid JSON: {error}")
+            continue
+        except RecursionError:
+            _report(on_bad_line, source, number, "not valid JSON: nested too deeply")
             continue
         sms_or_problem = _sms_of(record, number)
         if isinstance(sms_or_problem, Sms):
