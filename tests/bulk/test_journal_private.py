@@ -23,6 +23,10 @@ def permissive_umask() -> Iterator[None]:
         os.umask(old)
 
 
+def modes(folder: Path) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+
+
 @pytest.mark.usefixtures("permissive_umask")
 async def test_the_journal_and_its_wal_and_shm_files_are_0600(tmp_path: Path) -> None:
     journal = tmp_path / "job.db"
@@ -32,8 +36,7 @@ async def test_the_journal_and_its_wal_and_shm_files_are_0600(tmp_path: Path) ->
         job = send_bulk(client, messages, concurrency=1, journal=journal)
         async for _ in job:
             # While the job runs, SQLite holds its write-ahead log and shared memory.
-            files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
-            assert files == {"job.db": 0o600, "job.db-wal": 0o600, "job.db-shm": 0o600}
+            assert modes(tmp_path) == {"job.db": 0o600, "job.db-wal": 0o600, "job.db-shm": 0o600}
     await emulator.aclose()
 
 
