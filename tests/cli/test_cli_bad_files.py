@@ -221,8 +221,8 @@ def test_a_journal_path_that_cannot_be_opened_is_one_line_and_exit_2(
 ) -> None:
     source = str(write_good(tmp_path / "in.csv"))
     for journal, why in [
-        (tmp_path / "no-such-dir" / "job.db", "No such file or directory"),
-        (tmp_path, "unable to open database file"),
+        (tmp_path / "no-such-dir" / "job.db", f"no such folder: {tmp_path / 'no-such-dir'}"),
+        (tmp_path, "it is a folder, not a file"),
     ]:
         code, _stdout, stderr = vortext(url, "bulk", source, "--journal", str(journal))
         assert code == 2, stderr

@@ -111,6 +111,8 @@ def _create_private(path: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return  # an existing journal keeps the mode its owner gave it
+    except OSError:
+        return  # no such folder, no permission...: sqlite3.connect says so, as before
     os.close(fd)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -140,8 +139,13 @@ def get(
     _out().print(table)
 
 
-def _journal_problem(error: sqlite3.Error) -> str:
+def _journal_problem(error: sqlite3.Error, journal: Path | None) -> str:
     text = str(error)
+    if journal is not None and "unable to open" in text:
+        if journal.is_dir():
+            return "it is a folder, not a file"
+        if not journal.parent.is_dir():
+            return f"no such folder: {journal.parent}"
     if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
         return f"{text} (is it a journal of vortext bulk? give another --journal path)"
     if "readonly" in text or "read-only" in text:
@@ -259,11 +263,8 @@ def bulk(
     except InputFormatError as error:
         _fail(str(error), EXIT_USAGE)
     except sqlite3.Error as error:  # the journal is the only SQLite database
-        _fail(f"cannot use the journal {journal}: {_journal_problem(error)}", EXIT_USAGE)
-    except OSError as error:
-        if journal is None or error.filename != os.fspath(journal):
-            raise
-        _fail(f"cannot use the journal {journal}: {error.strerror}", EXIT_USAGE)
+        problem = _journal_problem(error, journal)
+        _fail(f"cannot use the journal {journal}: {problem}", EXIT_USAGE)
     except KeyboardInterrupt:
         _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
     tally.print_summary(_out(), journal=journal)
