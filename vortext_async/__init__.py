@@ -8,7 +8,7 @@ the optional parts and are imported only when used.  The Redis-backed limiter is
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
 from ._bulk import BulkJob, BulkProgress, BulkSummary, send_bulk
-from ._client import DEFAULT_TIMEOUT, VortextClient
+from ._client import DEFAULT_TIMEOUT, ClientOptions, VortextClient
 from ._clock import Clock, MonotonicClock
 from ._errors import (
     AuthenticationError,
@@ -63,6 +63,7 @@ __all__ = [
     "BadLineError",
     "BadRequestError",
     "ClientClosedError",
+    "ClientOptions",
     "Clock",
     "ConfigurationError",
     "ConnectError",

@@ -16,11 +16,11 @@ import logging
 import os
 import platform
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
 
 from . import _api
-from ._bulk import BulkJob, send_bulk
+from ._bulk import BulkJob, BulkProgress, send_bulk
 from ._clock import Clock, MonotonicClock
 from ._converter import decode, encode_sms, structure
 from ._errors import (
@@ -38,7 +38,16 @@ from ._errors import (
     UncertainSendError,
     UnexpectedStatusError,
 )
-from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
+from ._http import (
+    Answer,
+    HttpClient,
+    HttpLayer,
+    HttpLibrary,
+    HttpLimits,
+    HttpTimeout,
+    HttpTransport,
+    parse_retry_after,
+)
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
@@ -46,12 +55,39 @@ from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms
 from ._version import __version__
 
-__all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
+__all__ = ["DEFAULT_TIMEOUT", "ClientOptions", "VortextClient"]
 
 logger = logging.getLogger("vortext_async")
 
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
 """Seconds for each phase of a request: a short connect, a finite read."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """The arguments of :class:`VortextClient`, for a function that builds one for you.
+
+    ``vortext_lifespan(**options)`` (FastAPI) and ``emulator_client(emulator,
+    **options)`` (tests) take them as typed keyword arguments: a misspelt or
+    mistyped option is a type checker's error, as it is on the client itself.
+    """
+
+    username: str | None
+    password: str | None
+    base_url: str | None
+    timeout: HttpTimeout | None
+    rate_limit: RateLimit | Limiter | None
+    retry: RetryPolicy | None
+    max_wait: float | None
+    strict_phone_numbers: bool
+    shield_sends: bool
+    shutdown_grace: float
+    on_retry: Callable[[RetryEvent], object] | None
+    on_background_result: Callable[[SendResult], object] | None
+    http_client: HttpClient | None
+    http_library: HttpLibrary
+    transport: HttpTransport | None
+    limits: HttpLimits | None
+    clock: Clock | None
 
 
 class _Default:
@@ -105,7 +141,7 @@ class VortextClient:
         password: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: Any = None,
+        timeout: HttpTimeout | None = None,
         rate_limit: RateLimit | Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
@@ -114,10 +150,10 @@ class VortextClient:
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
         on_background_result: Callable[[SendResult], object] | None = None,
-        http_client: Any = None,
+        http_client: HttpClient | None = None,
         http_library: HttpLibrary = "auto",
-        transport: Any = None,
-        limits: Any = None,
+        transport: HttpTransport | None = None,
+        limits: HttpLimits | None = None,
         clock: Clock | None = None,
     ) -> None:
         username = username if username is not None else os.environ.get(_api.ENV_USERNAME)
@@ -206,7 +242,7 @@ class VortextClient:
         return self._http.library
 
     @property
-    def http_client(self) -> Any:
+    def http_client(self) -> HttpClient:
         """The underlying ``AsyncClient``."""
         return self._http.client
 
@@ -241,7 +277,7 @@ class VortextClient:
         phone_number: str,
         message: str,
         *,
-        metadata: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, object] | None = None,
         max_wait: float | _Default | None = _DEFAULT,
         retry: RetryPolicy | None = None,
     ) -> SentSms:
@@ -289,13 +325,46 @@ class VortextClient:
             on_retry=self._on_retry,
         )
 
-    def send_bulk(self, messages: Iterable[Sms] | AsyncIterable[Sms], **options: Any) -> BulkJob:
+    def send_bulk(
+        self,
+        messages: Iterable[Sms] | AsyncIterable[Sms],
+        *,
+        concurrency: int = 64,
+        journal: str | os.PathLike[str] | None = None,
+        resend_uncertain: bool = False,
+        retry_failed: bool = True,
+        on_progress: Callable[[BulkProgress], object] | None = None,
+        grace: float = 10.0,
+        max_wait: float | None = None,
+    ) -> BulkJob:
         """Send many messages at the account's pace; see :func:`vortext_async.send_bulk`.
 
         ``async for result in client.send_bulk(messages, concurrency=64, journal=path)``
         yields one :class:`SendResult` per message, as each finishes.
+
+        Args:
+            messages: the messages, read lazily (an iterable or an async iterable).
+            concurrency: sends in flight at most.
+            journal: a SQLite file recording each message, to resume without resending.
+            resend_uncertain: with ``journal``, resend what an earlier run left uncertain.
+            retry_failed: with ``journal``, resend what an earlier run failed for a
+                passing reason.
+            on_progress: called with the job's counts as it goes.
+            grace: seconds the sends in flight get when the job is stopped.
+            max_wait: each send's wait budget for the rate limiter (None: as long as the
+                pace needs, whatever the client's default).
         """
-        return send_bulk(self, messages, **options)
+        return send_bulk(
+            self,
+            messages,
+            concurrency=concurrency,
+            journal=journal,
+            resend_uncertain=resend_uncertain,
+            retry_failed=retry_failed,
+            on_progress=on_progress,
+            grace=grace,
+            max_wait=max_wait,
+        )
 
     async def aclose(self, *, grace: float | None = None) -> None:
         """Refuse new sends, let sends in flight finish (``grace`` seconds), then close.
@@ -505,7 +574,7 @@ class _Timeouts:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
 
 
-def _attempt_seconds(timeout: Any) -> float:
+def _attempt_seconds(timeout: HttpTimeout | None) -> float:
     """The longest one attempt can take, for a limiter that must bound it."""
     if timeout is None:
         return sum(DEFAULT_TIMEOUT.values())

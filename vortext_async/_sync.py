@@ -23,7 +23,7 @@ import queue
 import threading
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeVar
 
 from . import (
     BulkJob as AsyncBulkJob,
@@ -44,6 +44,10 @@ from . import (
 from . import (
     VortextClient as AsyncVortextClient,
 )
+
+if TYPE_CHECKING:
+    # The types only (aliases naming httpx's and httpx2's classes): nothing imported.
+    from ._http import HttpClient, HttpLibrary, HttpLimits, HttpTimeout, HttpTransport
 
 __all__ = ["BulkJob", "VortextClient"]
 
@@ -305,7 +309,7 @@ class VortextClient:
         password: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: Any = None,
+        timeout: HttpTimeout | None = None,
         rate_limit: RateLimit | Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
@@ -314,10 +318,10 @@ class VortextClient:
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
         on_background_result: Callable[[SendResult], object] | None = None,
-        http_client: Any = None,
-        http_library: Literal["auto", "httpx", "httpx2"] = "auto",
-        transport: Any = None,
-        limits: Any = None,
+        http_client: HttpClient | None = None,
+        http_library: HttpLibrary = "auto",
+        transport: HttpTransport | None = None,
+        limits: HttpLimits | None = None,
         clock: Clock | None = None,
     ) -> None:
         options = {
@@ -351,9 +355,7 @@ class VortextClient:
     send = _blocking_send(AsyncVortextClient.send)
     """Send an ``Sms``: see [`VortextClient.send`][vortext_async.VortextClient.send]."""
 
-    # mypy refuses a ``**options: Any`` method for Concatenate[..., P] (it asks for a
-    # positional-only self); drop this ignore once send_bulk's options are explicit.
-    send_bulk = _blocking_bulk(AsyncVortextClient.send_bulk)  # type: ignore[arg-type]
+    send_bulk = _blocking_bulk(AsyncVortextClient.send_bulk)
     """Send many messages: a [`BulkJob`][vortext_async.sync.BulkJob] iterated with ``for``.
 
     The parameters of [`VortextClient.send_bulk`][vortext_async.VortextClient.send_bulk].

@@ -84,13 +84,14 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Unpack
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from . import (
     ClientClosedError,
+    ClientOptions,
     InvalidRequestError,
     LimiterUnavailableError,
     RateLimit,
@@ -99,9 +100,6 @@ from . import (
     VortextClient,
     WaitBudgetExceededError,
 )
-
-if TYPE_CHECKING:
-    from . import Limiter
 
 __all__ = [
     "REDIS_URL_ENV",
@@ -134,19 +132,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def vortext_lifespan(
     *,
-    rate_limit: RateLimit | Limiter | None = None,
     redis_url: str | None = None,
     lifespan: Lifespan | None = None,
     client_factory: Callable[[], VortextClient] | None = None,
     drain_on_signals: bool = True,
-    **client_options: Any,
+    **client_options: Unpack[ClientOptions],
 ) -> Lifespan:
     """A lifespan for ``FastAPI(lifespan=...)`` owning one :class:`VortextClient`.
 
+    ``rate_limit=`` (in ``client_options``) is the account's caps, or a limiter of
+    your own.  With ``redis_url`` (or ``VORTEXT_REDIS_URL``) and a :class:`RateLimit`,
+    the caps are kept in Redis, shared by every worker process (keyed by the
+    account's username).
+
     Args:
-        rate_limit: the account's caps, or a limiter of your own.  With ``redis_url``
-            (or ``VORTEXT_REDIS_URL``) and a :class:`RateLimit`, the caps are kept in
-            Redis, shared by every worker process (keyed by the account's username).
         redis_url: the Redis holding the shared caps.
         lifespan: your own lifespan, entered inside this one, so the client is there
             before your startup code and closed after your shutdown code.
@@ -154,8 +153,9 @@ def vortext_lifespan(
         drain_on_signals: drain the client as soon as the server's shutdown starts
             (``SIGTERM``/``SIGINT``; see the module's docs).  False: only when the
             lifespan ends, or when :func:`vortext_shutdown` is called.
-        **client_options: go to the client (``max_wait``, ``shutdown_grace``,
-            ``on_background_result``...).
+        **client_options: go to the client (``rate_limit``, ``max_wait``,
+            ``shutdown_grace``, ``on_background_result``...): any
+            :class:`~vortext_async.ClientOptions`.
     """
 
     @asynccontextmanager
@@ -163,7 +163,7 @@ def vortext_lifespan(
         if client_factory is not None:
             client = client_factory()
         else:
-            client = _build(rate_limit, redis_url, client_options)
+            client = _build(redis_url, client_options)
         setattr(app.state, STATE_ATTRIBUTE, client)
         drain = _Drain(client, asyncio.get_running_loop())
         setattr(app.state, _DRAIN_ATTRIBUTE, drain)
@@ -293,16 +293,18 @@ def _graceful_timeout(handler: _SignalHandler) -> float | None:
     return float(timeout) - min(_CUT_MARGIN, float(timeout) / 2)
 
 
-def _build(
-    rate_limit: RateLimit | Limiter | None, redis_url: str | None, options: dict[str, Any]
-) -> VortextClient:
+def _build(redis_url: str | None, options: ClientOptions) -> VortextClient:
     redis_url = redis_url or os.environ.get(REDIS_URL_ENV)
+    rate_limit = options.get("rate_limit")
     if redis_url and isinstance(rate_limit, RateLimit):
         from . import RedisRateLimiter
 
         username = options.get("username") or os.environ.get("VORTEXT_USERNAME") or "default"
-        rate_limit = RedisRateLimiter(rate_limit, redis_url, account=username)
-    return VortextClient(rate_limit=rate_limit, **options)
+        options = {
+            **options,
+            "rate_limit": RedisRateLimiter(rate_limit, redis_url, account=username),
+        }
+    return VortextClient(**options)
 
 
 def get_vortext_client(request: Request) -> VortextClient:

@@ -16,9 +16,9 @@ no socket), ``vortext_emulator_url`` (the same emulator served on loopback).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Unpack
 
-from vortext_async import VortextClient
+from vortext_async import ClientOptions, ConfigurationError, VortextClient
 from vortext_async._http import load_library
 from vortext_async._virtual_clock import VirtualClock
 from vortext_async.emulator import Emulator, serve_emulator
@@ -38,29 +38,33 @@ EMULATOR_BASE_URL = "http://emulator.invalid"
 """The base URL of an in-process client (never resolved: requests go to the app)."""
 
 
-def emulator_client(
-    emulator: Emulator,
-    *,
-    username: str = EMULATOR_USERNAME,
-    password: str = EMULATOR_PASSWORD,
-    **options: Any,
-) -> VortextClient:
+def emulator_client(emulator: Emulator, **options: Unpack[ClientOptions]) -> VortextClient:
     """A :class:`~vortext_async.VortextClient` talking to ``emulator`` in-process.
 
-    ``options`` go to the client (``rate_limit=``, ``retry=``, ``clock=``...).  The
-    ASGI transport comes from the HTTP library the client uses (``http_library``
-    option: ``"auto"`` picks httpx2 when installed, like the client).
+    ``options`` go to the client (``rate_limit=``, ``retry=``, ``clock=``...: any
+    :class:`~vortext_async.ClientOptions` but where to connect, ``base_url``,
+    ``transport`` and ``http_client``); ``username`` and ``password`` default to
+    :data:`EMULATOR_USERNAME` and :data:`EMULATOR_PASSWORD`.  The ASGI transport comes
+    from the HTTP library the client uses (``http_library`` option: ``"auto"`` picks
+    httpx2 when installed, like the client).
     """
+    given = sorted({"base_url", "transport", "http_client"} & set(options))
+    if given:
+        raise ConfigurationError(
+            f"emulator_client() connects the client to the emulator itself: "
+            f"do not pass {', '.join(given)}"
+        )
     # The library choice of the client itself, so the transport fits the client.
     library = load_library(options.pop("http_library", "auto"))
-    return VortextClient(
-        username,
-        password,
-        base_url=EMULATOR_BASE_URL,
-        transport=library.ASGITransport(app=emulator),
-        http_library="httpx2" if library.__name__ == "httpx2" else "httpx",
+    settings: ClientOptions = {
+        "username": EMULATOR_USERNAME,
+        "password": EMULATOR_PASSWORD,
         **options,
-    )
+        "base_url": EMULATOR_BASE_URL,
+        "transport": library.ASGITransport(app=emulator),
+        "http_library": "httpx2" if library.__name__ == "httpx2" else "httpx",
+    }
+    return VortextClient(**settings)
 
 
 try:

@@ -27,6 +27,7 @@ from vortext_async._errors import (
 )
 
 from ._library import HttpLibrary, library_of, load_library
+from ._types import HttpClient
 
 __all__ = ["Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
 
@@ -105,7 +106,7 @@ class HttpLayer:
 
     def __init__(self, client: Any, *, owned: bool, direct: Any = None) -> None:
         lib = library_of(client)
-        self.client = client
+        self.client: HttpClient = client
         self.owned = owned
         self.library: str = lib.__name__
         self.version: str = lib.__version__

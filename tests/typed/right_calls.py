@@ -1,0 +1,77 @@
+"""Calls a type checker must accept: ``mypy --strict`` reports nothing here.
+
+Never run (``tests/typed/test_typed_surface.py`` type-checks it): the everyday uses
+of each public signature whose types are checked by ``wrong_calls.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from vortext_async import (
+    BulkProgress,
+    ClientOptions,
+    RateLimit,
+    RetryPolicy,
+    SendResult,
+    Sms,
+    VortextClient,
+    send_bulk,
+)
+from vortext_async.emulator import Emulator
+from vortext_async.fastapi import vortext_lifespan
+from vortext_async.sync import VortextClient as SyncClient
+from vortext_async.testing import emulator_client
+from vortext_async.webhooks import PushReceiver, PushResponse
+
+
+def on_progress(progress: BulkProgress) -> None:
+    print(progress)
+
+
+async def on_reply(push: PushResponse) -> None:
+    print(push.response.content)
+
+
+async def asyncio_client(emulator: Emulator) -> list[SendResult]:
+    messages = [Sms("+33611272727", "hi", metadata={"customer": 1}, key="k1")]
+    results: list[SendResult] = []
+    async with VortextClient(
+        "user",
+        "password",
+        timeout=10,
+        rate_limit=RateLimit(per_minute=600),
+        transport="aiohttp",
+        limits=httpx.Limits(max_connections=64),
+    ) as client:
+        sent = await client.send_sms("+33611272727", "x", metadata={"n": 1, "tags": ["a"]})
+        print(sent.message_id, client.http_client.timeout)
+        async for result in client.send_bulk(
+            messages, concurrency=8, journal=Path("job.db"), on_progress=on_progress
+        ):
+            results.append(result)
+        job = send_bulk(client, messages, journal="job.db", grace=1.0, max_wait=None)
+        results.extend([result async for result in job])
+    async with httpx.AsyncClient(base_url="http://127.0.0.1:8000") as http_client:
+        VortextClient(http_client=http_client, timeout=httpx.Timeout(5.0, connect=1.0))
+    VortextClient(transport=httpx.ASGITransport(app=emulator), http_library="httpx")
+    options: ClientOptions = {"max_wait": 2.0, "retry": RetryPolicy(attempts=3)}
+    async with emulator_client(emulator, **options) as client:
+        await client.status()
+    return results
+
+
+def blocking_client() -> int:
+    with SyncClient(timeout=5.0, rate_limit=RateLimit(per_minute=60)) as client:
+        client.send_sms("+33611272727", "x")
+        with client.send_bulk([Sms("+33611272727", "y")], concurrency=4, journal=os.devnull) as job:
+            return sum(1 for _ in job)
+
+
+def integrations() -> None:
+    vortext_lifespan(rate_limit=RateLimit(per_minute=60), max_wait=1.0, shutdown_grace=5.0)
+    vortext_lifespan(redis_url="redis://localhost", username="acme")
+    PushReceiver(on_reply, path_token="t" * 32)
