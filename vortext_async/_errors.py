@@ -24,6 +24,7 @@ the package, and nothing here ever holds a credential::
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
+    ├── WrongEventLoopError           the client is used from a second event loop (RuntimeError)
     └── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
 
 Every send ends in one of three ways (see "Delivery guarantees" in the README):
@@ -58,9 +59,12 @@ __all__ = [
     "UnexpectedStatusError",
     "VortextError",
     "WaitBudgetExceededError",
+    "WrongEventLoopError",
 ]
 
 _BODY_EXCERPT = 500
+#: Bytes of an answer's body an error keeps at most: an excerpt, never a whole body.
+_BODY_KEPT = 2048
 
 
 def _excerpt(body: bytes | str) -> str:
@@ -156,7 +160,7 @@ class HTTPStatusError(VortextError):
     """The server answered with a non-2xx status.
 
     Carries ``status_code``, ``headers`` (a plain dict, lower-case names) and the
-    raw ``body`` as bytes, so nothing the server said is lost.
+    start of the ``body`` as bytes (its first 2 KiB at most, decoded).
     """
 
     def __init__(
@@ -176,7 +180,7 @@ class HTTPStatusError(VortextError):
         self.method = method
         self.url = url
         self.headers = dict(headers)
-        self.body = body
+        self.body = body[:_BODY_KEPT]
 
     def json(self) -> Any:
         """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
@@ -259,16 +263,16 @@ class UnexpectedStatusError(HTTPStatusError):
 class InvalidResponseError(VortextError):
     """A 2xx answer that is not what the API promises (not JSON, a missing field...).
 
-    ``body`` holds the raw answer.  For a send this means the server probably took
-    the SMS but did not say under which id: a send raises :class:`UncertainSendError`
-    with this error as its cause instead.
+    ``body`` holds the start of the answer (2 KiB at most).  For a send this means the
+    server probably took the SMS but did not say under which id: a send raises
+    :class:`UncertainSendError` with this error as its cause instead.
     """
 
     certainly_not_sent = False
 
     def __init__(self, message: str, *, body: bytes | str) -> None:
         super().__init__(f"{message}; body: {_excerpt(body)!r}")
-        self.body = body
+        self.body = body[:_BODY_KEPT]
 
 
 # -- delivery ----------------------------------------------------------------------
@@ -310,6 +314,16 @@ class WaitBudgetExceededError(VortextError):
 
 class ClientClosedError(VortextError):
     """The client is closed, or shutting down and refusing new sends."""
+
+
+class WrongEventLoopError(VortextError, RuntimeError):
+    """The client is used from an event loop other than the one it was first used on.
+
+    Its pooled connections and the rate limiter's timers belong to that first loop
+    (closed once its ``asyncio.run`` returned), so the call is refused before anything
+    is sent.  Create the client inside the coroutine that uses it (one per
+    ``asyncio.run``).  A ``RuntimeError`` too, as asyncio's own loop errors are.
+    """
 
 
 class LimiterUnavailableError(VortextError):
