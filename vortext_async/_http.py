@@ -5,6 +5,11 @@ the same API (``httpx2`` is the maintained continuation of ``httpx``), so the cl
 talks to an :class:`HttpLayer`, which maps each library's exceptions to the
 :mod:`vortext_async._errors` classes with one meaning: was the request possibly
 seen by the server or certainly not?
+
+Whatever carries it, an exchange has one deadline for all of it (``attempt_timeout``)
+and its answer is read as a stream, decoded here within a limit
+(:mod:`vortext_async._body`): a dripping, huge or compressed-bomb answer costs a
+bounded time and memory.  Redirects are never followed.
 """
 
 from __future__ import annotations

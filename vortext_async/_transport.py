@@ -221,9 +221,14 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 answer = await self._send(method, url, headers, data, timeouts, None)
                 try:
                     raw_headers = answer.raw_headers
-                    reader = BodyReader(
-                        content_encoding(raw_headers), body_limit(answer.status, max_bytes)
-                    )
+                    encoding = content_encoding(raw_headers)
+                    limit = body_limit(answer.status, max_bytes)
+                    length = answer.content_length
+                    if encoding is None and length is not None and length <= limit:
+                        # The common case, bounded by its Content-Length (aiohttp reads
+                        # exactly that much): one read, no decoder.
+                        return answer.status, raw_headers, await answer.read(), None
+                    reader = BodyReader(encoding, limit)
                     if reader.complete:
                         async for chunk in answer.content.iter_any():
                             if not reader.feed(chunk):
