@@ -75,8 +75,7 @@ class EdgeServer:
         #: Bytes of each answer written, in order of the requests answered.
         self.written: list[int] = []
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._answered = threading.Condition()
+        self._answered = threading.Condition()  # guards requests and written
         #: The length of a dripped answer, whole (status line, headers and body).
         self.drip_size = 0
         server = self
@@ -99,7 +98,7 @@ class EdgeServer:
 
     def sends(self) -> list[Seen]:
         """The ``POST`` requests seen, in order of arrival."""
-        with self._lock:
+        with self._answered:
             return [r for r in self.requests if r.method == "POST"]
 
     def __enter__(self) -> EdgeServer:
@@ -131,8 +130,9 @@ class EdgeServer:
                     if name.strip().lower() == "content-length":
                         length = int(value)
                 body = reader.read(length) if length else b""
-                with self._lock:
+                with self._answered:
                     self.requests.append(Seen(method, path, body))
+                    self._answered.notify_all()
                 written = self._answer(sock, method, path)
                 with self._answered:
                     self.written.append(written)
@@ -172,6 +172,12 @@ class EdgeServer:
                 else:
                     out.send(answer)
         return out.written
+
+    def wait_requests(self, count: int, timeout: float = 5.0) -> None:
+        """Until ``count`` requests have arrived (a guard, not a timing)."""
+        with self._answered:
+            if not self._answered.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise TimeoutError(f"{len(self.requests)} requests of {count} after {timeout} s")
 
     def wait_answered(self, count: int, timeout: float = 5.0) -> None:
         """Until ``count`` answers are finished or abandoned (a guard, not a timing)."""
