@@ -1,8 +1,9 @@
 """Asyncio client for Vortext, the SMS gateway of cegedim.cloud.
 
-Everything public is importable from here; the submodules ``webhooks``,
-``emulator``, ``testing``, ``fastapi`` and ``redis`` hold the optional parts and are
-imported only when used.
+Everything public is importable from here; the public submodules ``webhooks``,
+``emulator``, ``testing``, ``fastapi`` and ``cli`` hold the optional parts and are
+imported only when used.  The Redis-backed limiter is :class:`RedisRateLimiter`
+(``redis`` extra).
 """
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
@@ -16,11 +17,14 @@ from ._client import (
 from ._clock import Clock, MonotonicClock
 from ._errors import (
     AuthenticationError,
+    BadLineError,
     BadRequestError,
     ClientClosedError,
     ConfigurationError,
     ConnectError,
     HTTPStatusError,
+    InputFormatError,
+    InvalidPushError,
     InvalidRequestError,
     InvalidResponseError,
     LimiterUnavailableError,
@@ -37,6 +41,7 @@ from ._errors import (
     WaitBudgetExceededError,
     WrongEventLoopError,
 )
+from ._http import aiohttp_transport
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
     Outcome,
@@ -50,7 +55,6 @@ from ._models import (
 )
 from ._redis_limiter import RedisRateLimiter
 from ._retry import RetryEvent, RetryPolicy
-from ._transport import aiohttp_transport
 from ._version import __version__
 
 __all__ = [
@@ -63,12 +67,15 @@ __all__ = [
     "BulkJob",
     "BulkProgress",
     "BulkSummary",
+    "BadLineError",
     "BadRequestError",
     "ClientClosedError",
     "Clock",
     "ConfigurationError",
     "ConnectError",
     "HTTPStatusError",
+    "InputFormatError",
+    "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
     "Limiter",

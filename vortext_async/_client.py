@@ -17,11 +17,11 @@ import math
 import os
 import platform
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from . import _api
-from ._body import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
+from ._bulk import BulkJob, send_bulk
 from ._clock import Clock, MonotonicClock
 from ._converter import decode, encode_sms, structure
 from ._errors import (
@@ -38,18 +38,16 @@ from ._errors import (
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
-    VortextError,
     WrongEventLoopError,
 )
+from ._http import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
 from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
+from ._outcome import outcome_of
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms
 from ._version import __version__
-
-if TYPE_CHECKING:
-    from ._bulk import BulkJob
 
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT",
@@ -60,15 +58,15 @@ __all__ = [
 
 logger = logging.getLogger("vortext_async")
 
-#: Seconds for each phase of a request: a short connect, a finite read.
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
-#: Seconds one attempt may take in all (connection, request, status line, headers,
-#: body): the phases of :data:`DEFAULT_TIMEOUT` add up to 55 s, rounded up.  Each
-#: phase timeout bounds one wait only; a server that drips its answer a byte at a
-#: time never trips them, this does.
+"""Seconds for each phase of a request: a short connect, a finite read."""
 DEFAULT_ATTEMPT_TIMEOUT: Final = 60.0
-#: Decoded bytes of a 2xx answer read at most (1 MiB): this API's answers are tiny.
+"""Seconds one attempt may take in all (connection, request, status line, headers,
+body): the phases of :data:`DEFAULT_TIMEOUT` add up to 55 s, rounded up.  Each phase
+timeout bounds one wait only; a server that drips its answer a byte at a time never
+trips them, this does."""
 DEFAULT_MAX_RESPONSE_BYTES: Final = _DEFAULT_MAX_RESPONSE_BYTES
+"""Decoded bytes of a 2xx answer read at most (1 MiB): this API's answers are tiny."""
 
 
 class _Default:
@@ -178,7 +176,9 @@ class VortextClient:
                 f"max_response_bytes must be a positive integer, not {max_response_bytes!r}"
             )
         self.attempt_timeout: float = float(attempt_timeout)
+        """Seconds one attempt may take in all; also the limiter's in-flight bound."""
         self.max_response_bytes: int = max_response_bytes
+        """Decoded bytes of a 2xx answer read at most."""
 
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         if http_client is not None:
@@ -347,8 +347,6 @@ class VortextClient:
         ``async for result in client.send_bulk(messages, concurrency=64, journal=path)``
         yields one :class:`SendResult` per message, as each finishes.
         """
-        from ._bulk import send_bulk
-
         return send_bulk(self, messages, **options)
 
     async def aclose(self, *, grace: float | None = None) -> None:
@@ -495,11 +493,8 @@ class VortextClient:
                 )
                 raise UncertainSendError(sms, unread) from unread
             return _read_sent(sms, content)
+        # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
         refusal = await self._status_error(response, "POST", self._sms_url)
-        if 300 <= status < 400:
-            # A redirect says nothing of what the server did with the SMS (it may have
-            # taken it, then pointed elsewhere): never followed, never resent.
-            refusal.certainly_not_sent = False
         if refusal.certainly_not_sent:
             raise refusal
         raise UncertainSendError(sms, refusal) from refusal
@@ -637,9 +632,4 @@ def _result_of(sms: Sms, task: asyncio.Task[SentSms]) -> SendResult:
     error = task.exception()
     if error is None:
         return SendResult(sms, Outcome.SENT, sent=task.result())
-    outcome = (
-        Outcome.FAILED
-        if isinstance(error, VortextError) and error.certainly_not_sent
-        else Outcome.UNCERTAIN
-    )
-    return SendResult(sms, outcome, error=error)
+    return SendResult(sms, outcome_of(error), error=error)
