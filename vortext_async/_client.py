@@ -112,9 +112,11 @@ class VortextClient:
             (default :data:`DEFAULT_TIMEOUT`): each bounds one wait, not the attempt.
         attempt_timeout: seconds one attempt may take in all, on every transport and
             with a handed-in ``http_client`` (default :data:`DEFAULT_ATTEMPT_TIMEOUT`,
-            60 s).  A send cut by it is uncertain (:class:`UncertainSendError`); a read
-            cut by it is a :class:`RequestTimeoutError`, retried like any timeout.  The
-            rate limiter gets it as the longest an attempt holds its tokens.
+            60 s).  A send cut by it is uncertain (:class:`UncertainSendError`: the
+            client cannot tell how far it went, so keep it above the connect and pool
+            timeouts); a read cut by it is a :class:`RequestTimeoutError`, retried like
+            any timeout.  The rate limiter gets it as the longest an attempt holds its
+            tokens.
         max_response_bytes: decoded bytes of a 2xx answer read at most (default
             :data:`DEFAULT_MAX_RESPONSE_BYTES`, 1 MiB; compressed answers are decoded
             within it).  A larger answer to a send makes it uncertain; to a read, an
