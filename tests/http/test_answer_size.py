@@ -72,14 +72,26 @@ async def test_a_read_over_the_limit_is_an_invalid_response(kind: str) -> None:
     assert got.value.attempts == 1
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "rawdeflate"])
 @pytest.mark.parametrize("kind", TRANSPORTS)
-async def test_compressed_answers_within_the_limit_are_decoded(kind: str) -> None:
+async def test_compressed_answers_within_the_limit_are_decoded(kind: str, encoding: str) -> None:
     with EdgeServer() as server:
-        async with open_client(kind, server.url_for("gzip")) as client:
+        async with open_client(kind, server.url_for(encoding)) as client:
             sent = await client.send_sms(PHONE, "small")
             status = await client.status()
     assert sent.message_id == "m-1"
     assert status.status == "OK"
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_an_answer_in_an_encoding_we_do_not_decode_cannot_be_trusted(kind: str) -> None:
+    with EdgeServer() as server:
+        async with open_client(kind, server.url_for("br")) as client:
+            with pytest.raises(UncertainSendError) as caught:
+                await client.send_sms(PHONE, "brotli")
+            with pytest.raises(InvalidResponseError, match="'br' is not one we decode"):
+                await client.status()
+    assert "'br' is not one we decode" in str(caught.value.cause)
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)

@@ -12,7 +12,9 @@ chosen by the first segment of its path, so a client picks the edge through its
   64 KiB chunks (never held whole);
 - ``bomb-<megabytes>``: a 200 with ``Content-Encoding: gzip`` whose body inflates to
   ``<megabytes>`` MiB of zeros (about 1 KiB sent per MiB);
-- ``gzip``: as ``ok``, the body gzip-compressed;
+- ``gzip``, ``deflate`` (zlib-wrapped, as the RFC says), ``rawdeflate`` (sent as
+  ``deflate`` without the zlib wrapper, as some servers do), ``br`` (labelled brotli,
+  which the client does not ask for): as ``ok``, the body so encoded;
 - ``fail-<bytes>``: a 500 whose body is ``<bytes>`` long;
 - ``redirect-<status>``: that status with ``Location: /ok/sms`` (a place that would
   accept the request, were it followed).
@@ -35,7 +37,7 @@ import socketserver
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any
@@ -161,9 +163,10 @@ class EdgeServer:
             else:
                 payload = self._success(method, path)
                 answer = _head(200, len(payload)) + payload
-                if kind == "gzip":
-                    packed = gzip.compress(payload)
-                    answer = _head(200, len(packed), ("Content-Encoding", "gzip")) + packed
+                if kind in _ENCODERS:
+                    coding, encode = _ENCODERS[kind]
+                    packed = encode(payload)
+                    answer = _head(200, len(packed), ("Content-Encoding", coding)) + packed
                 if kind == "drip":
                     self.drip_size = len(answer)
                     for byte in answer:
@@ -192,6 +195,19 @@ class EdgeServer:
             return b'{"status": "OK"}'
         message_id = path.rsplit("/", 1)[-1]
         return json.dumps({"messageId": message_id, "phoneNumber": "+33611272727"}).encode()
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+_ENCODERS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "gzip": ("gzip", gzip.compress),
+    "deflate": ("deflate", zlib.compress),
+    "rawdeflate": ("deflate", _raw_deflate),
+    "br": ("br", lambda data: b"\x1b" + data),  # not brotli: never decoded anyway
+}
 
 
 def _head(status: int, length: int, *headers: tuple[str, str]) -> bytes:
