@@ -1,9 +1,9 @@
 """Asyncio client for Vortext, the SMS gateway of cegedim.cloud.
 
 Everything public is importable from here; the public submodules ``webhooks``,
-``emulator``, ``testing``, ``fastapi`` and ``cli`` hold the optional parts and are
-imported only when used.  The Redis-backed limiter is :class:`RedisRateLimiter`
-(``redis`` extra).
+``emulator``, ``testing``, ``fastapi``, ``cli`` and ``sync`` (a blocking client) hold
+the optional parts and are imported only when used.  The Redis-backed limiter is
+:class:`RedisRateLimiter` (``redis`` extra).
 """
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
@@ -34,6 +34,7 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
+    SyncInEventLoopError,
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
@@ -102,6 +103,7 @@ __all__ = [
     "ServiceStatus",
     "Sms",
     "SmsDetail",
+    "SyncInEventLoopError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",
