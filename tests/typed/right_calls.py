@@ -19,6 +19,7 @@ from vortext_async import (
     SendResult,
     Sms,
     VortextClient,
+    aiohttp_transport,
     send_bulk,
 )
 from vortext_async.emulator import Emulator
@@ -58,6 +59,8 @@ async def asyncio_client(emulator: Emulator) -> list[SendResult]:
     async with httpx.AsyncClient(base_url="http://127.0.0.1:8000") as http_client:
         VortextClient(http_client=http_client, timeout=httpx.Timeout(5.0, connect=1.0))
     VortextClient(transport=httpx.ASGITransport(app=emulator), http_library="httpx")
+    fast = aiohttp_transport("httpx", limits=httpx.Limits(max_connections=10))
+    VortextClient(transport=fast, http_library="httpx")
     options: ClientOptions = {"max_wait": 2.0, "retry": RetryPolicy(attempts=3)}
     async with emulator_client(emulator, **options) as client:
         await client.status()

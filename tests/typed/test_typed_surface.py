@@ -110,15 +110,18 @@ PUBLIC_CALLABLES = [
     VortextClient.send_sms,
     SyncClient.__init__,
     vortext_async.send_bulk,
+    vortext_async.aiohttp_transport,
 ]
 
 
 @pytest.mark.parametrize("function", PUBLIC_CALLABLES, ids=lambda f: f.__qualname__)
 def test_no_parameter_is_typed_any(function: object) -> None:
-    for name, parameter in inspect.signature(function).parameters.items():  # type: ignore[arg-type]
+    signature = inspect.signature(function)  # type: ignore[arg-type]
+    for name, parameter in signature.parameters.items():
         annotation = str(parameter.annotation)
         assert not re.search(r"\bAny\b", annotation), f"{name}: {annotation}"
         assert parameter.kind is not inspect.Parameter.VAR_KEYWORD, name
+    assert not re.search(r"\bAny\b", str(signature.return_annotation))
 
 
 def test_the_blocking_client_takes_the_asyncio_clients_arguments() -> None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import httpx
 
-from vortext_async import RateLimit, RetryPolicy, Sms, VortextClient, send_bulk
+from vortext_async import (
+    RateLimit,
+    RetryPolicy,
+    Sms,
+    VortextClient,
+    aiohttp_transport,
+    send_bulk,
+)
 from vortext_async.emulator import Emulator
 from vortext_async.fastapi import vortext_lifespan
 from vortext_async.sync import VortextClient as SyncClient
@@ -38,6 +45,8 @@ async def asyncio_client() -> None:
     RateLimit(per_minute="10")  # E: arg-type
     RetryPolicy(attempts="5")  # E: arg-type
     Sms(33611272727, "hi")  # E: arg-type
+    aiohttp_transport("requests")  # E: arg-type
+    aiohttp_transport(limits=10)  # E[httpx2]: arg-type
 
 
 def blocking_client() -> None:

@@ -13,7 +13,7 @@ from ._aiohttp import aiohttp_transport, is_direct
 from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._layer import Answer, HttpLayer, Target, parse_retry_after
 from ._library import HttpLibrary, library_of, load_library
-from ._types import HttpClient, HttpLimits, HttpTimeout, HttpTransport
+from ._types import HttpClient, HttpLimits, HttpTimeout, HttpTransport, HttpTransportObject
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -24,6 +24,7 @@ __all__ = [
     "HttpLimits",
     "HttpTimeout",
     "HttpTransport",
+    "HttpTransportObject",
     "Target",
     "aiohttp_transport",
     "is_direct",

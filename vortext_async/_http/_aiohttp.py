@@ -31,6 +31,8 @@ from types import ModuleType
 from typing import Any
 
 from ._body import BodyReader, body_limit, content_encoding
+from ._library import HttpLibrary
+from ._types import HttpLimits, HttpTransportObject
 
 __all__ = ["aiohttp_transport", "is_direct"]
 
@@ -41,11 +43,11 @@ DEFAULT_KEEPALIVE_EXPIRY = 5.0
 
 
 def aiohttp_transport(
-    library: str | ModuleType = "auto",
+    library: HttpLibrary | ModuleType = "auto",
     *,
-    limits: Any = None,
+    limits: HttpLimits | None = None,
     verify: ssl.SSLContext | bool = True,
-) -> Any:
+) -> HttpTransportObject:
     """An ``AsyncBaseTransport`` of ``library`` that sends over an ``aiohttp`` pool.
 
     ``library`` is ``"httpx"``, ``"httpx2"``, ``"auto"`` (httpx2 when installed, like
@@ -66,8 +68,9 @@ def aiohttp_transport(
     if isinstance(library, str):
         from ._library import load_library
 
-        library = load_library(library)  # type: ignore[arg-type]
-    return _transport_class(library)(limits=limits, verify=verify)
+        library = load_library(library)
+    transport: HttpTransportObject = _transport_class(library)(limits=limits, verify=verify)
+    return transport
 
 
 def is_direct(transport: object) -> bool:

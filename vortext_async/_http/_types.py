@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
 
-__all__ = ["HttpClient", "HttpLimits", "HttpTimeout", "HttpTransport"]
+__all__ = ["HttpClient", "HttpLimits", "HttpTimeout", "HttpTransport", "HttpTransportObject"]
 
 # Union with strings: ``X | "y"`` fails at run time; these names never import httpx2.
 HttpClient: TypeAlias = Union["httpx.AsyncClient", "httpx2.AsyncClient"]
@@ -28,8 +28,9 @@ HttpTimeout: TypeAlias = Union[float, "httpx.Timeout", "httpx2.Timeout"]
 HttpLimits: TypeAlias = Union["httpx.Limits", "httpx2.Limits"]
 """Connection pool limits of either library."""
 
-HttpTransport: TypeAlias = Union[
-    Literal["aiohttp"], "httpx.AsyncBaseTransport", "httpx2.AsyncBaseTransport"
-]
+HttpTransportObject: TypeAlias = Union["httpx.AsyncBaseTransport", "httpx2.AsyncBaseTransport"]
+"""A transport object of either library (what :func:`aiohttp_transport` returns)."""
+
+HttpTransport: TypeAlias = Literal["aiohttp"] | HttpTransportObject
 """``"aiohttp"`` (the fast transport of the ``fast`` extra) or a transport object of
 either library (an ``ASGITransport``, a mock)."""
