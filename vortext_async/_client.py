@@ -42,7 +42,7 @@ from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
-from ._retry import RetryEvent, RetryPolicy, call_with_retries
+from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms
 from ._version import __version__
 
@@ -197,6 +197,8 @@ class VortextClient:
         self._background: set[asyncio.Task[SentSms]] = set()
         self._closing = False
         self._closed = False
+        self._stop_retries = Closing()  # set by aclose: no more waits between attempts
+        self._close_task: asyncio.Future[None] | None = None
 
     # -- public API ----------------------------------------------------------------
 
@@ -287,6 +289,7 @@ class VortextClient:
             policy=policy,
             clock=self._clock,
             on_retry=self._on_retry,
+            closing=self._stop_retries,
         )
 
     def send_bulk(self, messages: Iterable[Sms] | AsyncIterable[Sms], **options: Any) -> BulkJob:
@@ -300,24 +303,40 @@ class VortextClient:
     async def aclose(self, *, grace: float | None = None) -> None:
         """Refuse new sends, let sends in flight finish (``grace`` seconds), then close.
 
-        A send still unanswered after the grace period is cut and reported as
-        UNCERTAIN (log and ``on_background_result``): none disappears silently.
+        Sends that have not gone out stop at once: one waiting for a rate-limit token
+        fails as not sent (:class:`ClientClosedError`), and so does one waiting to retry
+        (after a 503, a 429 or a failed connection), unless an earlier attempt of it may
+        have been accepted (opted-in ``retry_uncertain_sends``): then it is
+        :class:`UncertainSendError`.  Reads waiting to retry fail with
+        ``ClientClosedError``.  A send still unanswered after the grace period is cut
+        and reported as UNCERTAIN (log and ``on_background_result``): none disappears
+        silently.
+
+        Every call returns once the close is complete: a second call, made while the
+        first runs, waits for the same close (whose ``grace`` is the first call's).  A
+        cancelled call stops waiting; the close goes on.
         """
-        if self._closing:
-            return
-        self._closing = True
-        # A send still waiting for its turn never left: stop it now (not sent).
-        for task, attempt in list(self._attempts.items()):
-            if not attempt.handed_over:
-                task.cancel()
+        if self._close_task is None:
+            self._closing = True
+            self._stop_retries.set()
+            # A send still waiting for its turn never left: stop it now (not sent).
+            for task, attempt in list(self._attempts.items()):
+                if not attempt.handed_over:
+                    task.cancel()
+            grace = self.shutdown_grace if grace is None else grace
+            self._close_task = asyncio.ensure_future(self._close(grace))
+        # Shielded: a cancelled caller does not cut the close that others wait for.
+        await asyncio.shield(self._close_task)
+
+    async def _close(self, grace: float) -> None:
         pending = set(self._attempts) | self._background
         if pending:
-            grace = self.shutdown_grace if grace is None else grace
             _, late = await asyncio.wait(pending, timeout=grace)
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
+        await self._stop_retries.wait_stopped()  # calls stopped between attempts have raised
         await self.limiter.aclose()
         await self._http.aclose()
         self._closed = True
@@ -460,6 +479,7 @@ class VortextClient:
             policy=retry if retry is not None else self.retry,
             clock=self._clock,
             on_retry=self._on_retry,
+            closing=self._stop_retries,
         )
 
     async def _status_error(self, response: Answer, method: str, url: str) -> HTTPStatusError:
