@@ -31,6 +31,7 @@ from ._errors import (
     VortextError,
     WaitBudgetExceededError,
 )
+from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
     Outcome,
@@ -63,6 +64,7 @@ __all__ = [
     "HTTPStatusError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "LearnedRateLimiter",
     "Limiter",
     "LimiterState",
     "LimiterUnavailableError",

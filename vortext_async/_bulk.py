@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BulkJob", "BulkProgress", "BulkSummary", "send_bulk"]
 
-logger = logging.getLogger("vortext_async")
+logger = logging.getLogger("vortext_async.bulk")
 
 #: 4xx answers that say nothing about the message itself: a later run may resend it.
 _RETRYABLE_4XX: Final = frozenset({401, 403, 404, 408, 409, 425, 429})

@@ -39,7 +39,9 @@ from ._errors import (
     VortextError,
 )
 from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
+from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
+from ._logging import FoldedLog, get_logger, mask_phone
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
 
-logger = logging.getLogger("vortext_async")
+logger = get_logger("client")
 
 #: Seconds for each phase of a request: a short connect, a finite read.
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
@@ -157,19 +159,20 @@ class VortextClient:
             base_url = str(http_client.base_url)
         self.base_url: str = _check_base_url(base_url or _api.INTERNET_BASE_URL)
 
-        if rate_limit is None:
-            rate_limit = RateLimit()
-        self.limiter: Limiter = (
-            RateLimiter(rate_limit, clock=self._clock)
-            if isinstance(rate_limit, RateLimit)
-            else rate_limit
-        )
+        self.limiter: Limiter
+        if rate_limit is None:  # no caps given: learn them from the 429s
+            self.limiter = LearnedRateLimiter(clock=self._clock)
+        elif isinstance(rate_limit, RateLimit):
+            self.limiter = RateLimiter(rate_limit, clock=self._clock)
+        else:
+            self.limiter = rate_limit
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.max_wait = max_wait
         self.strict_phone_numbers = strict_phone_numbers
         self.shield_sends = shield_sends
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
+        self._folded = FoldedLog(logger, self._clock)
         self._on_background_result = on_background_result
 
         # Computed once: every request reuses them (no per-request auth flow).
@@ -288,7 +291,7 @@ class VortextClient:
             operation="send",
             policy=policy,
             clock=self._clock,
-            on_retry=self._on_retry,
+            on_retry=self._retried,
         )
 
     def send_bulk(self, messages: Iterable[Sms] | AsyncIterable[Sms], **options: Any) -> BulkJob:
@@ -322,6 +325,7 @@ class VortextClient:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
+        self._folded.flush()
         await self.limiter.aclose()
         await self._http.aclose()
         self._closed = True
@@ -429,14 +433,35 @@ class VortextClient:
 
         task.add_done_callback(report)
 
+    def _retried(self, event: RetryEvent) -> None:
+        """Each retry: one folded warning per cause, then the caller's hook."""
+        error = event.error
+        self._folded.log(
+            f"{event.operation} {type(error).__name__}",
+            logging.WARNING,
+            f"{event.operation} attempt {event.attempt} failed, trying again in "
+            f"{event.wait:.3f} s: {type(error).__name__}: {error}",
+            {
+                "vortext_operation": event.operation,
+                "vortext_attempt": event.attempt,
+                "vortext_wait": event.wait,
+                "vortext_error": type(error).__name__,
+            },
+        )
+        if self._on_retry is not None:
+            self._on_retry(event)  # call_with_retries logs a broken hook
+
     def _report_background(self, result: SendResult) -> None:
         level = logging.INFO if result.outcome is Outcome.SENT else logging.WARNING
-        logger.log(
+        self._folded.log(
+            f"background {result.outcome.value}",
             level,
-            "send finished after its caller was cancelled: %s to %s%s",
-            result.outcome.value,
-            result.sms.phone_number,
-            f" (message id {result.message_id})" if result.message_id else f": {result.error}",
+            "send finished after its caller was cancelled: {} to {}{}".format(
+                result.outcome.value,
+                mask_phone(result.sms.phone_number),
+                f" (message id {result.message_id})" if result.message_id else f": {result.error}",
+            ),
+            {"vortext_outcome": result.outcome.value, "vortext_message_id": result.message_id},
         )
         if self._on_background_result is not None:
             try:
@@ -463,7 +488,7 @@ class VortextClient:
             operation="read",
             policy=retry if retry is not None else self.retry,
             clock=self._clock,
-            on_retry=self._on_retry,
+            on_retry=self._retried,
         )
 
     async def _status_error(self, response: Answer, method: str, url: str) -> HTTPStatusError:
