@@ -44,6 +44,7 @@ from ._limiter import Limiter, RateLimit, RateLimiter
 from ._logging import FoldedLog, get_logger, mask_phone
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
+from ._telemetry import telemetry
 from ._validation import check_sms
 from ._version import __version__
 
@@ -173,6 +174,7 @@ class VortextClient:
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
         self._folded = FoldedLog(logger, self._clock)
+        self._telemetry = telemetry(self._clock)  # None: OpenTelemetry absent or unset
         self._on_background_result = on_background_result
 
         # Computed once: every request reuses them (no per-request auth flow).
@@ -286,12 +288,10 @@ class VortextClient:
             ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
-        return await call_with_retries(
-            functools.partial(self._send_attempt, sms, body, wait_budget, on_handover),
-            operation="send",
-            policy=policy,
-            clock=self._clock,
-            on_retry=self._retried,
+        if self._telemetry is None:
+            return await self._send_tries(sms, body, wait_budget, policy, on_handover)
+        return await self._telemetry.send(
+            functools.partial(self._send_tries, sms, body, wait_budget, policy), on_handover
         )
 
     def send_bulk(self, messages: Iterable[Sms] | AsyncIterable[Sms], **options: Any) -> BulkJob:
@@ -340,6 +340,22 @@ class VortextClient:
         return f"<VortextClient base_url={self.base_url!r} http_library={self.http_library!r}>"
 
     # -- sends -----------------------------------------------------------------------
+
+    async def _send_tries(
+        self,
+        sms: Sms,
+        body: bytes,
+        max_wait: float | None,
+        policy: RetryPolicy,
+        on_handover: Callable[[], object] | None,
+    ) -> SentSms:
+        return await call_with_retries(
+            functools.partial(self._send_attempt, sms, body, max_wait, on_handover),
+            operation="send",
+            policy=policy,
+            clock=self._clock,
+            on_retry=self._retried,
+        )
 
     async def _send_attempt(
         self,
@@ -392,9 +408,14 @@ class VortextClient:
         attempt: _Attempt | None,
         on_handover: Callable[[], object] | None,
     ) -> SentSms:
+        telemetry = self._telemetry
+        if telemetry is not None:
+            asked = self._clock.now_ns()
         async with self.limiter.acquire(
             max_wait=max_wait, attempt_timeout=self._attempt_timeout
         ) as permit:
+            if telemetry is not None:
+                telemetry.waited(asked)
             if attempt is not None:
                 attempt.handed_over = True
             if on_handover is not None:
@@ -448,6 +469,8 @@ class VortextClient:
                 "vortext_error": type(error).__name__,
             },
         )
+        if self._telemetry is not None:
+            self._telemetry.retried(error, event.operation)
         if self._on_retry is not None:
             self._on_retry(event)  # call_with_retries logs a broken hook
 
