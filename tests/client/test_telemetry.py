@@ -60,17 +60,17 @@ class Otel:
     def __init__(self) -> None:
         delta = AggregationTemporality.DELTA
         self.reader = InMemoryMetricReader(
-            preferred_temporality={
-                kind: delta
-                for kind in (
+            preferred_temporality=dict.fromkeys(
+                (
                     Counter,
                     UpDownCounter,
                     Histogram,
                     ObservableCounter,
                     ObservableUpDownCounter,
                     ObservableGauge,
-                )
-            }
+                ),
+                delta,
+            )
         )
         self.exporter = InMemorySpanExporter()
         self.gate = _Gate(self.exporter)
@@ -156,9 +156,7 @@ async def test_each_send_counts_times_and_traces_by_outcome(otel: Otel) -> None:
     spans = otel.exporter.get_finished_spans()
     assert [span.name for span in spans] == ["vortext.send_sms"] * 4
     assert all(span.kind is SpanKind.CLIENT for span in spans)
-    described = [
-        (s.attributes["vortext.outcome"], s.attributes["vortext.attempts"]) for s in spans
-    ]
+    described = [(s.attributes["vortext.outcome"], s.attributes["vortext.attempts"]) for s in spans]
     assert described == [("sent", 1), ("sent", 2), ("failed", 1), ("uncertain", 1)]
     assert spans[0].status.status_code is StatusCode.UNSET
     assert [s.status.status_code for s in spans[2:]] == [StatusCode.ERROR] * 2
@@ -209,9 +207,9 @@ async def test_every_transport_reports_the_same(
         await asyncio.gather(*(client.send_sms(PHONE, f"n{i}") for i in range(3)))
     points = otel.points()
     assert points["vortext.sends"] == [({"outcome": "sent"}, 3)]
-    assert [
-        span.attributes["vortext.outcome"] for span in otel.exporter.get_finished_spans()
-    ] == ["sent"] * 3
+    assert [span.attributes["vortext.outcome"] for span in otel.exporter.get_finished_spans()] == [
+        "sent"
+    ] * 3
 
 
 def client_sms() -> Any:
