@@ -1,8 +1,9 @@
 """Asyncio client for Vortext, the SMS gateway of cegedim.cloud.
 
-Everything public is importable from here; the submodules ``webhooks``,
-``emulator``, ``testing``, ``fastapi`` and ``redis`` hold the optional parts and are
-imported only when used.
+Everything public is importable from here; the public submodules ``webhooks``,
+``emulator``, ``testing``, ``fastapi``, ``cli`` and ``sync`` (a blocking client) hold
+the optional parts and are imported only when used.  The Redis-backed limiter is
+:class:`RedisRateLimiter` (``redis`` extra).
 """
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
@@ -11,11 +12,14 @@ from ._client import DEFAULT_TIMEOUT, VortextClient
 from ._clock import Clock, MonotonicClock
 from ._errors import (
     AuthenticationError,
+    BadLineError,
     BadRequestError,
     ClientClosedError,
     ConfigurationError,
     ConnectError,
     HTTPStatusError,
+    InputFormatError,
+    InvalidPushError,
     InvalidRequestError,
     InvalidResponseError,
     LimiterUnavailableError,
@@ -25,12 +29,14 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
+    SyncInEventLoopError,
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
     VortextError,
     WaitBudgetExceededError,
 )
+from ._http import aiohttp_transport
 from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
@@ -45,7 +51,6 @@ from ._models import (
 )
 from ._redis_limiter import RedisRateLimiter
 from ._retry import RetryEvent, RetryPolicy
-from ._transport import aiohttp_transport
 from ._version import __version__
 
 __all__ = [
@@ -56,12 +61,15 @@ __all__ = [
     "BulkJob",
     "BulkProgress",
     "BulkSummary",
+    "BadLineError",
     "BadRequestError",
     "ClientClosedError",
     "Clock",
     "ConfigurationError",
     "ConnectError",
     "HTTPStatusError",
+    "InputFormatError",
+    "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
     "LearnedRateLimiter",
@@ -89,6 +97,7 @@ __all__ = [
     "ServiceStatus",
     "Sms",
     "SmsDetail",
+    "SyncInEventLoopError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",

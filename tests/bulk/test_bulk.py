@@ -34,7 +34,7 @@ from vortext_async import (
     VortextClient,
     send_bulk,
 )
-from vortext_async._journal import Journal, fingerprint
+from vortext_async._bulk import Journal, fingerprint
 from vortext_async.emulator import Emulator
 from vortext_async.testing import VirtualClock, emulator_client
 

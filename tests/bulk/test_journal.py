@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vortext_async._journal import ClaimKind, Journal, fingerprint, journal_key
+from vortext_async._bulk import ClaimKind, Journal, fingerprint, journal_key
 
 FP = fingerprint("+33611272727", "hello")
 

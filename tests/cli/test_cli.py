@@ -26,15 +26,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from vortext_async import Outcome, Sms
-from vortext_async._cli_input import (
-    BadLineError,
-    InputFormatError,
-    count_records,
-    detect_format,
-    read_messages,
-)
-from vortext_async.cli import app, demo_windows
+from vortext_async import BadLineError, InputFormatError, Outcome, Sms
+from vortext_async.cli import app
+from vortext_async.cli._demo import demo_windows
+from vortext_async.cli._input import count_records, detect_format, read_messages
 from vortext_async.emulator import Emulator, serve_emulator
 
 VORTEXT = Path(sys.executable).with_name("vortext")

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections import OrderedDict
 
-from ._models import PushResponse
+from vortext_async._models import PushResponse
 
 __all__ = ["SeenPushes", "push_key"]
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import datetime as _dt
 import email.utils
 import importlib
-import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
-from ._errors import (
+from vortext_async._errors import (
     ConfigurationError,
     ConnectError,
     PoolTimeoutError,
@@ -27,10 +26,9 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
+from ._library import HttpLibrary, library_of, load_library
 
-HttpLibrary = Literal["auto", "httpx", "httpx2"]
-_LIBRARIES = ("httpx2", "httpx")
+__all__ = ["Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
 
 
 class Target:
@@ -71,32 +69,6 @@ class Answer:
             value = raw_value.decode("latin-1")
             found[name] = f"{found[name]}, {value}" if name in found else value
         return found
-
-
-def load_library(name: HttpLibrary) -> ModuleType:
-    """The module to build clients from: ``httpx2`` when installed (or asked), else ``httpx``."""
-    if name == "auto":
-        name = "httpx2" if importlib.util.find_spec("httpx2") is not None else "httpx"
-    if name not in _LIBRARIES:
-        raise ConfigurationError(f"http_library must be 'auto', 'httpx' or 'httpx2', not {name!r}")
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        extra = " (pip install 'vortext-async[httpx2]')" if name == "httpx2" else ""
-        raise ConfigurationError(
-            f"http_library={name!r} but {name} is not installed{extra}"
-        ) from None
-
-
-def library_of(http_client: object) -> ModuleType:
-    """The library a user-built ``AsyncClient`` comes from."""
-    root = type(http_client).__module__.partition(".")[0]
-    if root not in _LIBRARIES or type(http_client).__name__ != "AsyncClient":
-        raise ConfigurationError(
-            "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient, "
-            f"not {type(http_client).__module__}.{type(http_client).__qualname__}"
-        )
-    return importlib.import_module(root)
 
 
 def _timeout(lib: ModuleType, timeout: Any) -> Any:
@@ -171,7 +143,7 @@ class HttpLayer:
         """A layer over a new client of ``library`` (``"auto"``: httpx2 if installed)."""
         lib = load_library(library)
         options: dict[str, Any] = {"timeout": _timeout(lib, timeout), "follow_redirects": False}
-        from ._transport import aiohttp_transport, is_direct
+        from ._aiohttp import aiohttp_transport, is_direct
 
         if transport == "aiohttp":
             transport = aiohttp_transport(lib, limits=limits)

@@ -27,8 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from ._errors import InvalidRequestError
-from ._models import Outcome, SendResult, Sms
+from vortext_async import BadLineError, InputFormatError, Outcome, SendResult, Sms
 
 __all__ = [
     "BadLineError",
@@ -49,23 +48,6 @@ _EXTENSIONS: Final[dict[str, InputFormat]] = {
 _PHONE: Final = ("phone_number", "phoneNumber")
 _JSON_FIELDS: Final = frozenset({*_PHONE, "message", "metadata", "key"})
 _BOM: Final = "\ufeff"
-
-
-class InputFormatError(ValueError):
-    """The file as a whole cannot be read (no header, a required column missing...)."""
-
-
-class BadLineError(InvalidRequestError):
-    """One record of the input file is invalid; the job goes on without it.
-
-    ``line`` is the number (from 1) of the record's first line in ``source``.
-    """
-
-    def __init__(self, source: str, line: int, reason: str) -> None:
-        super().__init__(f"line {line}", line, reason)
-        self.message = f"{source}, line {line}: {reason}"
-        self.source = source
-        self.line = line
 
 
 OnBadLine = Callable[[SendResult], object]

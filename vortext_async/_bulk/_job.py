@@ -6,7 +6,7 @@ is free), keeps at most ``concurrency`` sends in flight and yields a
 client's public :meth:`~vortext_async.VortextClient.send`: the client's limiter sets
 the pace and its retry policy decides what is tried again.
 
-With a journal (:mod:`vortext_async._journal`) each message is recorded as
+With a journal (:mod:`vortext_async._bulk._journal`) each message is recorded as
 ``attempting`` (committed) before its request can go out, then as ``sent``,
 ``failed`` or ``uncertain``; a rerun with the same journal reports what an earlier
 run did instead of sending again.
@@ -23,30 +23,42 @@ import os
 import time
 import types
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
-from ._errors import (
-    BadRequestError,
+from vortext_async._errors import (
     ClientClosedError,
-    HTTPStatusError,
     InvalidRequestError,
     UncertainSendError,
     VortextError,
 )
+from vortext_async._models import Outcome, SendResult, SentSms, Sms
+from vortext_async._outcome import outcome_of
+
 from ._journal import Claim, ClaimKind, Journal, fingerprint, journal_key
-from ._models import Outcome, SendResult, SentSms, Sms
 
-if TYPE_CHECKING:
-    from ._client import VortextClient
-
-__all__ = ["BulkJob", "BulkProgress", "BulkSummary", "send_bulk"]
+__all__ = ["BulkJob", "BulkProgress", "BulkSummary", "Sender", "send_bulk"]
 
 logger = logging.getLogger("vortext_async.bulk")
 
-#: 4xx answers that say nothing about the message itself: a later run may resend it.
-_RETRYABLE_4XX: Final = frozenset({401, 403, 404, 408, 409, 425, 429})
+
+class Sender(Protocol):
+    """What a bulk job needs of a client: :meth:`~vortext_async.VortextClient.send`.
+
+    Bulk types against this rather than the client, so the client may compose bulk
+    (``client.send_bulk``) without an import cycle.
+    """
+
+    async def send(
+        self,
+        sms: Sms,
+        *,
+        max_wait: float | None,
+        on_handover: Callable[[], object] | None,
+    ) -> SentSms:
+        """Send ``sms``; call ``on_handover`` when its request may reach the server."""
+        ...
 
 
 @attrs.frozen
@@ -95,7 +107,7 @@ class BulkSummary:
 
 
 def send_bulk(
-    client: VortextClient,
+    client: Sender,
     messages: Iterable[Sms] | AsyncIterable[Sms],
     *,
     concurrency: int = 64,
@@ -168,7 +180,7 @@ class BulkJob:
 
     def __init__(
         self,
-        client: VortextClient,
+        client: Sender,
         messages: Iterable[Sms] | AsyncIterable[Sms],
         *,
         concurrency: int,
@@ -511,16 +523,13 @@ class BulkJob:
             raise
         except UncertainSendError as error:
             result = SendResult(sms, Outcome.UNCERTAIN, error=error)
-        except VortextError as error:
-            if error.certainly_not_sent:
+        except Exception as error:  # anything not ours: we cannot know how far it went
+            if outcome_of(error) is Outcome.FAILED:
                 result = SendResult(sms, Outcome.FAILED, error=error)
                 if isinstance(error, ClientClosedError):
                     self._fail(error)
             else:
-                wrapped = UncertainSendError(sms, error)
-                result = SendResult(sms, Outcome.UNCERTAIN, error=wrapped)
-        except Exception as error:  # not ours: we cannot know how far it went
-            result = SendResult(sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error))
+                result = SendResult(sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error))
         else:
             result = SendResult(sms, Outcome.SENT, sent=sent)
 
@@ -602,11 +611,7 @@ def _uncertain(sms: Sms, why: str) -> SendResult:
 
 def _retryable(error: VortextError) -> bool:
     """Whether a later run may send again a message that failed with ``error``."""
-    if isinstance(error, (InvalidRequestError, BadRequestError)):
-        return False  # the message itself is wrong: it would fail again
-    if isinstance(error, HTTPStatusError) and 400 <= error.status_code < 500:
-        return error.status_code in _RETRYABLE_4XX
-    return True
+    return not error.about_the_message  # the message itself is wrong: it would fail again
 
 
 def _record(journal: Journal, key: str, result: SendResult) -> asyncio.Future[None]:

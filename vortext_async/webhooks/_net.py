@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._errors import ConfigurationError
+from vortext_async._errors import ConfigurationError
 
 __all__ = ["Address", "Network", "SourceFilter", "parse_address", "parse_networks"]
 

@@ -35,12 +35,13 @@ from typing import Any
 import attrs
 import cattrs
 
-from ._clock import Clock, MonotonicClock
-from ._converter import _describe, converter, format_date
-from ._errors import ConfigurationError, VortextError
-from ._models import PushReply, PushResponse, SmsDetail
-from ._webhooks_dedupe import SeenPushes, push_key
-from ._webhooks_net import Network, SourceFilter, parse_networks
+from vortext_async._clock import Clock, MonotonicClock
+from vortext_async._converter import converter, describe_error, format_date
+from vortext_async._errors import ConfigurationError, InvalidPushError
+from vortext_async._models import PushReply, PushResponse, SmsDetail
+
+from ._dedupe import SeenPushes, push_key
+from ._net import Network, SourceFilter, parse_networks
 
 __all__ = [
     "InvalidPushError",
@@ -55,8 +56,8 @@ __all__ = [
 
 logger = logging.getLogger("vortext_async.webhooks")
 
-#: What the receiver calls with each new push: a function or a coroutine function.
 PushHandler = Callable[[PushResponse], Awaitable[None] | None]
+"""What the receiver calls with each new push: a function or a coroutine function."""
 
 # ASGI, typed as Starlette types it, so ``app.mount(path, receiver)`` type-checks.
 Scope = MutableMapping[str, Any]
@@ -67,19 +68,6 @@ Send = Callable[[Message], Awaitable[None]]
 _REASON_HEAD = 200
 _REASON_TAIL = 120
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,}")
-
-
-class InvalidPushError(VortextError, ValueError):
-    """A PUSH body that is not what Vortext sends.
-
-    ``reason`` says what was wrong: which field (by its wire path, such as
-    ``$.response.answeredAt``) and which value.  The body itself is not kept: it
-    holds a person's reply.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"invalid PUSH body: {reason}")
-        self.reason = reason
 
 
 def _shorten(text: str) -> str:
@@ -121,7 +109,7 @@ def parse_push(body: bytes | str) -> PushResponse:
     try:
         return converter.structure(data, PushResponse)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as error:
-        raise InvalidPushError(_shorten(_describe(error))) from None
+        raise InvalidPushError(_shorten(describe_error(error))) from None
 
 
 def new_path_token() -> str:

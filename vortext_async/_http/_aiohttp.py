@@ -31,10 +31,10 @@ from typing import Any
 
 __all__ = ["aiohttp_transport", "is_direct"]
 
-#: Connections per client when no ``limits`` are given (httpx's default too).
 DEFAULT_MAX_CONNECTIONS = 100
-#: Seconds an idle pooled connection is kept (httpx's default too).
+"""Connections per client when no ``limits`` are given (httpx's default too)."""
 DEFAULT_KEEPALIVE_EXPIRY = 5.0
+"""Seconds an idle pooled connection is kept (httpx's default too)."""
 
 
 def aiohttp_transport(
@@ -55,13 +55,13 @@ def aiohttp_transport(
     try:
         import aiohttp  # noqa: F401
     except ImportError:
-        from ._errors import ConfigurationError
+        from vortext_async._errors import ConfigurationError
 
         raise ConfigurationError(
             "the aiohttp transport needs aiohttp: pip install 'vortext-async[fast]'"
         ) from None
     if isinstance(library, str):
-        from ._http import load_library
+        from ._library import load_library
 
         library = load_library(library)  # type: ignore[arg-type]
     return _transport_class(library)(limits=limits, verify=verify)

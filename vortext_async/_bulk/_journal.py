@@ -57,25 +57,25 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 """
 
-#: What a message's row held before a claim changed it, to put back (None: no row).
 Previous = tuple[str, str | None, str | None, int | None] | None
+"""What a message's row held before a claim changed it, to put back (None: no row)."""
 
 
 class ClaimKind(enum.Enum):
     """What the journal says to do with a message."""
 
-    #: Send it: its ``attempting`` row is committed.
     SEND = "send"
-    #: An earlier run sent it (``message_id``): report it, do not send.
+    """Send it: its ``attempting`` row is committed."""
     SENT = "sent"
-    #: An earlier run failed it for a reason that does not allow a resend.
+    """An earlier run sent it (``message_id``): report it, do not send."""
     FAILED = "failed"
-    #: An earlier run may have sent it (``attempting`` or ``uncertain``): do not resend.
+    """An earlier run failed it for a reason that does not allow a resend."""
     UNCERTAIN = "uncertain"
-    #: Another message of this run has the same key.
+    """An earlier run may have sent it (``attempting`` or ``uncertain``): do not resend."""
     DUPLICATE = "duplicate"
-    #: The journal holds a different message under this key (a reordered input).
+    """Another message of this run has the same key."""
     MISMATCH = "mismatch"
+    """The journal holds a different message under this key (a reordered input)."""
 
 
 @attrs.frozen
@@ -132,12 +132,12 @@ class Journal:
         self._conn: sqlite3.Connection | None = None
         self._broken: BaseException | None = None
         self._closed: asyncio.Future[None] | None = None
-        #: The run number of this job (set by :meth:`open`).
         self.run = 0
-        #: Transactions committed so far (one per batch of writes).
+        """The run number of this job (set by :meth:`open`)."""
         self.commits = 0
-        #: Writes and claims handled so far.
+        """Transactions committed so far (one per batch of writes)."""
         self.operations = 0
+        """Writes and claims handled so far."""
 
     # -- event loop side ---------------------------------------------------------------
 
