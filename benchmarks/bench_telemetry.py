@@ -6,8 +6,8 @@ Each case runs in its own process (the global providers can be set once):
 
 - ``absent``: ``opentelemetry`` cannot be imported;
 - ``API, no SDK``: the API installed, no provider configured (the client records nothing);
-- ``SDK, metrics + traces``: an SDK ``MeterProvider`` (a reader that is never
-  collected) and ``TracerProvider`` (no span processor) set before the client.
+- ``SDK, ...``: an SDK ``MeterProvider`` (a reader that is never collected) and/or
+  ``TracerProvider`` (no span processor) set before the client.
 
 Ratios are to ``absent`` in the same run.  Nothing passes or fails.
 """
@@ -28,20 +28,28 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-CASES = ("absent", "API, no SDK", "SDK, metrics + traces")
+CASES = (
+    "absent",
+    "API, no SDK",
+    "SDK, metrics only",
+    "SDK, traces only",
+    "SDK, metrics + traces",
+)
 
 
 def _setup(case: str) -> None:
     if case == "absent":
         sys.modules["opentelemetry"] = None  # type: ignore[assignment]
-    elif case == "SDK, metrics + traces":
+    elif case.startswith("SDK"):
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
 
-        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-        trace.set_tracer_provider(TracerProvider())
+        if "metrics" in case:
+            metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        if "traces" in case:
+            trace.set_tracer_provider(TracerProvider())
 
 
 async def _measure(n: int) -> float:

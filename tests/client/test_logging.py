@@ -6,16 +6,19 @@ interpreter whose logging nobody configured) and read its standard error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.clock import RecordingClock
+from vortext_async import VortextClient
 from vortext_async._logging import FoldedLog, mask_phone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +115,35 @@ def test_phone_numbers_are_masked_unless_the_user_opts_in(
     assert mask_phone("123") == "***"
     monkeypatch.setenv("VORTEXT_LOG_PHONE_NUMBERS", "1")
     assert mask_phone("+33611272727") == "+33611272727"
+
+
+async def test_a_send_finished_in_the_background_is_logged_with_the_number_masked(
+    httplib: Any, mock_transport: Any, http_library: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vortext_async")
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: Any) -> Any:
+        arrived.set()
+        await release.wait()
+        return httplib.Response(201, json={"messageId": "m-late"})
+
+    client = VortextClient(
+        "user",
+        "pw",
+        base_url="https://api.test",
+        transport=mock_transport(slow),
+        http_library=http_library,  # type: ignore[arg-type]
+    )
+    caller = asyncio.create_task(client.send_sms("+33611272727", "hi"))
+    await arrived.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    release.set()
+    await client.aclose()
+    [record] = [r for r in caplog.records if r.name == "vortext_async.client"]
+    assert record.getMessage() == (
+        "send finished after its caller was cancelled: sent to ********2727 (message id m-late)"
+    )
+    assert (record.vortext_outcome, record.vortext_message_id) == ("sent", "m-late")  # type: ignore[attr-defined]
