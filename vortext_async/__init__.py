@@ -8,7 +8,12 @@ the optional parts and are imported only when used.  The Redis-backed limiter is
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
 from ._bulk import BulkJob, BulkProgress, BulkSummary, send_bulk
-from ._client import DEFAULT_TIMEOUT, VortextClient
+from ._client import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    VortextClient,
+)
 from ._clock import Clock, MonotonicClock
 from ._errors import (
     AuthenticationError,
@@ -35,6 +40,7 @@ from ._errors import (
     UnexpectedStatusError,
     VortextError,
     WaitBudgetExceededError,
+    WrongEventLoopError,
 )
 from ._http import aiohttp_transport
 from ._learned import LearnedRateLimiter
@@ -55,6 +61,8 @@ from ._version import __version__
 
 __all__ = [
     "DATACENTER_BASE_URL",
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
     "INTERNET_BASE_URL",
     "AuthenticationError",
@@ -105,6 +113,7 @@ __all__ = [
     "VortextError",
     "WaitBudgetExceededError",
     "WindowState",
+    "WrongEventLoopError",
     "__version__",
     "aiohttp_transport",
     "send_bulk",

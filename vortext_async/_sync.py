@@ -26,9 +26,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, I
 from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar
 
 from . import (
-    BulkJob as AsyncBulkJob,
-)
-from . import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
     BulkSummary,
     ClientClosedError,
     Clock,
@@ -40,6 +39,9 @@ from . import (
     SentSms,
     Sms,
     SyncInEventLoopError,
+)
+from . import (
+    BulkJob as AsyncBulkJob,
 )
 from . import (
     VortextClient as AsyncVortextClient,
@@ -306,6 +308,8 @@ class VortextClient:
         *,
         base_url: str | None = None,
         timeout: Any = None,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rate_limit: RateLimit | Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
