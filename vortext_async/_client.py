@@ -568,7 +568,11 @@ class VortextClient:
                 mask_phone(result.sms.phone_number),
                 f" (message id {result.message_id})" if result.message_id else f": {result.error}",
             ),
-            {"vortext_outcome": result.outcome.value, "vortext_message_id": result.message_id},
+            {
+                "vortext_outcome": result.outcome.value,
+                "vortext_message_id": result.message_id,
+                "vortext_message_key": result.sms.key,
+            },
         )
         if self._on_background_result is not None:
             try:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.clock import RecordingClock
-from vortext_async import VortextClient
+from vortext_async import Sms, VortextClient
 from vortext_async._logging import FoldedLog, mask_phone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +135,7 @@ async def test_a_send_finished_in_the_background_is_logged_with_the_number_maske
         transport=mock_transport(slow),
         http_library=http_library,  # type: ignore[arg-type]
     )
-    caller = asyncio.create_task(client.send_sms("+33611272727", "hi"))
+    caller = asyncio.create_task(client.send(Sms("+33611272727", "hi", key="order-42")))
     await arrived.wait()
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -146,4 +146,5 @@ async def test_a_send_finished_in_the_background_is_logged_with_the_number_maske
     assert record.getMessage() == (
         "send finished after its caller was cancelled: sent to ********2727 (message id m-late)"
     )
-    assert (record.vortext_outcome, record.vortext_message_id) == ("sent", "m-late")  # type: ignore[attr-defined]
+    fields = (record.vortext_outcome, record.vortext_message_id, record.vortext_message_key)  # type: ignore[attr-defined]
+    assert fields == ("sent", "m-late", "order-42")
