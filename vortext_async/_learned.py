@@ -168,7 +168,7 @@ class LearnedRateLimiter:
             windows = (WindowState(per_span, seconds, free),)
         return LimiterState(
             windows=windows,
-            queued=len(self._queue),
+            queued=self._waiting(),
             in_flight=self._in_flight,
             paused_until=(self._paused_until - now) / _NS if self._paused_until > now else None,
         )
@@ -177,7 +177,7 @@ class LearnedRateLimiter:
         """Seconds a send arriving now would wait, at the least (0 when it can go)."""
         now = self._now()
         self._learn(now)
-        at = max(now, self._paused_until, self._next_at) + len(self._queue) * self._interval
+        at = max(now, self._paused_until, self._next_at) + self._waiting() * self._interval
         return (at - now) / _NS
 
     async def aclose(self) -> None:
@@ -192,6 +192,9 @@ class LearnedRateLimiter:
                 future.set_exception(ClientClosedError("the rate limiter is closed"))
 
     # -- granting ----------------------------------------------------------------------
+
+    def _waiting(self) -> int:
+        return sum(1 for future in self._queue if not future.done())
 
     def _grant(self, now: int) -> Permit:
         self._grants.append(now)

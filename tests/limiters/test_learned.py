@@ -149,3 +149,25 @@ async def test_the_learned_limiter_is_used_as_a_limiter_by_a_client() -> None:
         assert client.limiter is limiter
         assert isinstance(client, VortextClient)
         await client.send_sms("+33611272727", "hi")
+
+
+async def test_a_cancelled_waiter_is_not_counted_as_queued() -> None:
+    clock = VirtualClock()
+    limiter = LearnedRateLimiter(clock=clock)
+    async with limiter.acquire():
+        pass
+    await limiter.pause(5.0)
+
+    async def wait() -> None:
+        async with limiter.acquire():
+            pass
+
+    waiters = [asyncio.create_task(wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert limiter.state().queued == 3
+    waiters[1].cancel()
+    await asyncio.sleep(0)
+    assert limiter.state().queued == 2
+    await asyncio.gather(waiters[0], waiters[2])
+    assert limiter.state().queued == 0
+    await limiter.aclose()
