@@ -42,10 +42,13 @@ from ._errors import (
 )
 from ._http import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
 from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
+from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
+from ._logging import FoldedLog, get_logger, mask_phone
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
 from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
+from ._telemetry import telemetry
 from ._validation import check_sms
 from ._version import __version__
 
@@ -56,7 +59,7 @@ __all__ = [
     "VortextClient",
 ]
 
-logger = logging.getLogger("vortext_async")
+logger = get_logger("client")
 
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
 """Seconds for each phase of a request: a short connect, a finite read."""
@@ -206,19 +209,21 @@ class VortextClient:
             base_url = str(http_client.base_url)
         self.base_url: str = _check_base_url(base_url or _api.INTERNET_BASE_URL)
 
-        if rate_limit is None:
-            rate_limit = RateLimit()
-        self.limiter: Limiter = (
-            RateLimiter(rate_limit, clock=self._clock)
-            if isinstance(rate_limit, RateLimit)
-            else rate_limit
-        )
+        self.limiter: Limiter
+        if rate_limit is None:  # no caps given: learn them from the 429s
+            self.limiter = LearnedRateLimiter(clock=self._clock)
+        elif isinstance(rate_limit, RateLimit):
+            self.limiter = RateLimiter(rate_limit, clock=self._clock)
+        else:
+            self.limiter = rate_limit
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.max_wait = max_wait
         self.strict_phone_numbers = strict_phone_numbers
         self.shield_sends = shield_sends
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
+        self._folded = FoldedLog(logger, self._clock)
+        self._telemetry = telemetry(self._clock)  # None: OpenTelemetry absent or unset
         self._on_background_result = on_background_result
 
         # Computed once: every request reuses them (no per-request auth flow).
@@ -337,13 +342,10 @@ class VortextClient:
             ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
-        return await call_with_retries(
-            functools.partial(self._send_attempt, sms, body, wait_budget, on_handover),
-            operation="send",
-            policy=policy,
-            clock=self._clock,
-            on_retry=self._on_retry,
-            closing=self._stop_retries,
+        if self._telemetry is None:
+            return await self._send_tries(sms, body, wait_budget, policy, on_handover)
+        return await self._telemetry.send(
+            functools.partial(self._send_tries, sms, body, wait_budget, policy), on_handover
         )
 
     def send_bulk(self, messages: Iterable[Sms] | AsyncIterable[Sms], **options: Any) -> BulkJob:
@@ -398,6 +400,7 @@ class VortextClient:
             if late:
                 await asyncio.wait(late)
         await self._stop_retries.wait_stopped()  # calls stopped between attempts have raised
+        self._folded.flush()
         await self.limiter.aclose()
         await self._http.aclose()
         self._closed = True
@@ -426,6 +429,23 @@ class VortextClient:
         )
 
     # -- sends -----------------------------------------------------------------------
+
+    async def _send_tries(
+        self,
+        sms: Sms,
+        body: bytes,
+        max_wait: float | None,
+        policy: RetryPolicy,
+        on_handover: Callable[[], object] | None,
+    ) -> SentSms:
+        return await call_with_retries(
+            functools.partial(self._send_attempt, sms, body, max_wait, on_handover),
+            operation="send",
+            policy=policy,
+            clock=self._clock,
+            on_retry=self._retried,
+            closing=self._stop_retries,
+        )
 
     async def _send_attempt(
         self,
@@ -478,11 +498,16 @@ class VortextClient:
         attempt: _Attempt | None,
         on_handover: Callable[[], object] | None,
     ) -> SentSms:
+        telemetry = self._telemetry
+        if telemetry is not None:
+            asked = self._clock.now_ns()
         # The limiter gets the very bound the HTTP layer enforces: a token held by this
         # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
         async with self.limiter.acquire(
             max_wait=max_wait, attempt_timeout=self.attempt_timeout
         ) as permit:
+            if telemetry is not None:
+                telemetry.waited(asked)
             if attempt is not None:
                 attempt.handed_over = True
             if on_handover is not None:
@@ -532,14 +557,41 @@ class VortextClient:
 
         task.add_done_callback(report)
 
+    def _retried(self, event: RetryEvent) -> None:
+        """Each retry: one folded warning per cause, then the caller's hook."""
+        error = event.error
+        self._folded.log(
+            f"{event.operation} {type(error).__name__}",
+            logging.WARNING,
+            f"{event.operation} attempt {event.attempt} failed, trying again in "
+            f"{event.wait:.3f} s: {type(error).__name__}: {error}",
+            {
+                "vortext_operation": event.operation,
+                "vortext_attempt": event.attempt,
+                "vortext_wait": event.wait,
+                "vortext_error": type(error).__name__,
+            },
+        )
+        if self._telemetry is not None:
+            self._telemetry.retried(error, event.operation)
+        if self._on_retry is not None:
+            self._on_retry(event)  # call_with_retries logs a broken hook
+
     def _report_background(self, result: SendResult) -> None:
         level = logging.INFO if result.outcome is Outcome.SENT else logging.WARNING
-        logger.log(
+        self._folded.log(
+            f"background {result.outcome.value}",
             level,
-            "send finished after its caller was cancelled: %s to %s%s",
-            result.outcome.value,
-            result.sms.phone_number,
-            f" (message id {result.message_id})" if result.message_id else f": {result.error}",
+            "send finished after its caller was cancelled: {} to {}{}".format(
+                result.outcome.value,
+                mask_phone(result.sms.phone_number),
+                f" (message id {result.message_id})" if result.message_id else f": {result.error}",
+            ),
+            {
+                "vortext_outcome": result.outcome.value,
+                "vortext_message_id": result.message_id,
+                "vortext_message_key": result.sms.key,
+            },
         )
         if self._on_background_result is not None:
             try:
@@ -577,7 +629,7 @@ class VortextClient:
             operation="read",
             policy=retry if retry is not None else self.retry,
             clock=self._clock,
-            on_retry=self._on_retry,
+            on_retry=self._retried,
             closing=self._stop_retries,
         )
 

@@ -28,7 +28,7 @@ from ._errors import ClientClosedError, ConfigurationError, UncertainSendError, 
 
 __all__ = ["Closing", "RetryEvent", "RetryPolicy", "call_with_retries", "should_retry"]
 
-logger = logging.getLogger("vortext_async")
+logger = logging.getLogger("vortext_async.retry")
 
 T = TypeVar("T")
 Operation = Literal["send", "read"]
@@ -240,8 +240,9 @@ async def call_with_retries(
     Stops at ``policy.attempts``, before a wait that would end past ``policy.timeout``
     (measured on ``clock`` from the call's start), or at once on a ``Retry-After`` over
     ``policy.max_retry_after``.  The error raised is the last attempt's, with
-    ``attempts`` set to the number of attempts made.  Each retry is logged (logger
-    ``vortext_async``) and passed to ``on_retry``.  Cancellation propagates at once.
+    ``attempts`` set to the number of attempts made.  Each retry is logged at DEBUG
+    (logger ``vortext_async.retry``) and passed to ``on_retry``.  Cancellation
+    propagates at once.
 
     Once ``closing`` is set, a wait between attempts ends at once (or is not started)
     and the call raises ``ClientClosedError`` chained to the last attempt's error;
@@ -297,7 +298,8 @@ async def _retry(
         assert isinstance(error, VortextError)
         history.append(error)
         event = RetryEvent(state.attempt_number, state.upcoming_sleep, error, operation)
-        logger.warning(
+        # DEBUG: one line per retry; the client folds its warnings by cause.
+        logger.debug(
             "%s attempt %d of %d failed, retrying in %.3f s: %s: %s",
             operation,
             event.attempt,
