@@ -97,10 +97,15 @@ _make_structure: Any = make_dict_structure_fn
 _make_unstructure: Any = make_dict_unstructure_fn
 
 
-def _register(cls: type[Any]) -> None:
-    """Give ``cls`` camelCase names and an ``extra`` mapping for unknown fields."""
+def _register(cls: type[Any], **hooks: Callable[[Any, Any], Any]) -> None:
+    """Give ``cls`` camelCase names and an ``extra`` mapping for unknown fields.
+
+    ``hooks`` structure the named fields their own way (field name: cattrs hook).
+    """
     names = [f.name for f in attrs.fields(cls) if f.name != "extra"]
-    renames = {name: override(rename=to_camel(name)) for name in names}
+    renames = {
+        name: override(rename=to_camel(name), struct_hook=hooks.get(name)) for name in names
+    }
     known = frozenset(to_camel(name) for name in names)
     structure_known = _make_structure(cls, converter, extra=override(omit=True), **renames)
     unstructure_known = _make_unstructure(cls, converter, extra=override(omit=True), **renames)
@@ -123,8 +128,17 @@ def _register(cls: type[Any]) -> None:
     converter.register_unstructure_hook(cls, unstructure_hook)
 
 
-for _cls in (SentSms, SmsDetail, ServiceStatus, PushReply, PushResponse):
+def _structure_push_message(value: Any, _: Any) -> SmsDetail:
+    # The API documents ``"message": { }``; null or absent says as little.
+    if value is None:
+        return SmsDetail()
+    detail: SmsDetail = converter.structure(value, SmsDetail)
+    return detail
+
+
+for _cls in (SentSms, SmsDetail, ServiceStatus, PushReply):
     _register(_cls)
+_register(PushResponse, message=_structure_push_message)
 
 
 def _format_exception(error: BaseException, type_: Any) -> str:

@@ -93,10 +93,13 @@ def parse_push(body: bytes | str) -> PushResponse:
     """Read a PUSH body as a :class:`PushResponse`, or raise :class:`InvalidPushError`.
 
     Strict where it matters: a JSON object whose ``response.content`` is a string and
-    ``response.answeredAt`` a date (``...+0200``, ``...Z`` or ``...+02:00``), and whose
-    ``message`` is the SMS (``messageId``, ``phoneNumber``, ``message``; ``metadata``
-    an object or null).  Lenient where the API may grow: unknown fields are kept in
-    each record's ``extra``.
+    ``response.answeredAt`` a date (``...+0200``, ``...Z`` or ``...+02:00``).  Lenient
+    where the API is silent: ``message`` is the SMS as far as the body describes it,
+    and each of its fields (``messageId``, ``phoneNumber``, ``message``, ``metadata``)
+    may be absent or null (``None``); the API reference's own example sends
+    ``"message": { }``.  A field present with the wrong type (a number for
+    ``messageId``, an array for ``metadata``) is still refused.  Unknown fields are kept
+    in each record's ``extra``.
     """
     try:
         # Not _converter.decode: it quotes the body (a person's reply) in its message,
