@@ -89,6 +89,11 @@ class VortextClient:
         retry: what to retry and how long to wait (:class:`RetryPolicy`).
         max_wait: default wait budget of a send, in seconds: a send that the rate limit
             would hold longer fails at once with :class:`WaitBudgetExceededError`.
+        strict_phone_numbers: refuse phone numbers that are not E.164 (by default only
+            the shape is checked: ``+`` and 3 to 20 ASCII digits).
+        max_message_length: the longest message text sent, in characters (default
+            :data:`MAX_MESSAGE_LENGTH`, 1,600, an assumption: the API documents none);
+            a longer one raises :class:`InvalidRequestError` before anything is sent.
         shield_sends: once a send's request is handed to the transport, cancelling the
             caller does not abandon it: it finishes in the background and its result goes
             to the log and to ``on_background_result``.  False: cancellation cuts it.
@@ -110,6 +115,7 @@ class VortextClient:
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
         strict_phone_numbers: bool = False,
+        max_message_length: int = _api.MAX_MESSAGE_LENGTH,
         shield_sends: bool = True,
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
@@ -128,6 +134,14 @@ class VortextClient:
             raise ConfigurationError(f"no password: pass password= or set {_api.ENV_PASSWORD}")
         if max_wait is not None and max_wait < 0:
             raise ConfigurationError(f"max_wait must be >= 0 seconds, not {max_wait!r}")
+        if (
+            isinstance(max_message_length, bool)
+            or not isinstance(max_message_length, int)
+            or max_message_length < 1
+        ):
+            raise ConfigurationError(
+                f"max_message_length must be an int >= 1 (characters), not {max_message_length!r}"
+            )
         if shutdown_grace < 0:
             raise ConfigurationError(f"shutdown_grace must be >= 0 seconds, not {shutdown_grace!r}")
 
@@ -165,6 +179,7 @@ class VortextClient:
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.max_wait = max_wait
         self.strict_phone_numbers = strict_phone_numbers
+        self.max_message_length = max_message_length
         self.shield_sends = shield_sends
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
@@ -272,12 +287,18 @@ class VortextClient:
         """
         if self._closing:
             raise ClientClosedError("the client is closed; no new sends are accepted")
-        check_sms(sms, strict_numbers=self.strict_phone_numbers)
         try:
-            body = encode_sms(sms)
-        except (TypeError, ValueError) as error:
+            check_sms(
+                sms,
+                strict_numbers=self.strict_phone_numbers,
+                max_message_length=self.max_message_length,
+            )
+            body = encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
+        except InvalidRequestError:
+            raise
+        except Exception as error:  # whatever it was, nothing went out: never uncertain
             raise InvalidRequestError(
-                "metadata", sms.metadata, f"is not JSON-serialisable: {error}"
+                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
             ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry

@@ -89,7 +89,8 @@ def test_the_documented_body_is_read_with_an_empty_sms() -> None:
     assert push.message == SmsDetail()
     assert (push.message.message_id, push.message.phone_number) == (None, None)
     assert (push.message.message, push.message.metadata) == (None, None)
-    assert push.extra == {} and push.message.extra == {}
+    assert push.extra == {}
+    assert push.message.extra == {}
 
 
 async def test_the_receiver_hands_the_documented_body_over_and_answers_200() -> None:
