@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import platform
+import re
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -38,7 +39,7 @@ from ._errors import (
     UncertainSendError,
     UnexpectedStatusError,
 )
-from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
+from ._http import Answer, HttpLayer, HttpLibrary, SecretStr, parse_retry_after
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
@@ -192,7 +193,8 @@ class VortextClient:
             f"Python/{platform.python_version()})"
         )
         get_headers = {
-            "Authorization": f"Basic {token}",
+            # Its repr is redacted: frames holding the headers never show it.
+            "Authorization": SecretStr(f"Basic {token}"),
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
@@ -541,14 +543,33 @@ def _attempt_seconds(timeout: Any) -> float:
     return total
 
 
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with everything between its scheme and its last ``@`` hidden.
+
+    With no ``//``, as in ``user:password@host``, a URL parser takes ``user`` for the
+    scheme and the password for the path: so all that precedes the ``@`` goes.
+    """
+    if "@" not in url:
+        return url
+    scheme = _SCHEME.match(url)
+    return f"{scheme.group() if scheme else ''}***@{url.rpartition('@')[2]}"
+
+
 def _check_base_url(url: str) -> str:
     parts = urlsplit(url)
+    if "@" in url and (parts.username or parts.password or not parts.netloc):
+        raise ConfigurationError(
+            f"base_url must not contain credentials, not {_redact_url(url)!r}; "
+            "pass username= and password="
+        )
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigurationError(
-            f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, not {url!r}"
+            f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, "
+            f"not {_redact_url(url)!r}"
         )
-    if parts.username or parts.password:
-        raise ConfigurationError("base_url must not contain credentials; pass username/password")
     return url.rstrip("/")
 
 

@@ -2,7 +2,8 @@
 
 - :mod:`._library`: which library carries the requests (``load_library``, ``library_of``);
 - :mod:`._layer`: :class:`HttpLayer`, one API and one set of errors over either library;
-- :mod:`._aiohttp`: the aiohttp-backed transport for the fast send path.
+- :mod:`._aiohttp`: the aiohttp-backed transport for the fast send path;
+- :mod:`._secret`: header values whose ``repr`` hides them (the credential).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 from ._aiohttp import aiohttp_transport, is_direct
 from ._layer import Answer, HttpLayer, Target, parse_retry_after
 from ._library import HttpLibrary, library_of, load_library
+from ._secret import SecretStr
 
 __all__ = [
     "Answer",
     "HttpLayer",
     "HttpLibrary",
+    "SecretStr",
     "Target",
     "aiohttp_transport",
     "is_direct",
