@@ -44,7 +44,7 @@ from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
-from ._validation import check_sms
+from ._validation import check_sms, mask_phone_number
 from ._version import __version__
 
 __all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
@@ -95,6 +95,9 @@ class VortextClient:
         max_message_length: the longest message text sent, in characters (default
             :data:`MAX_MESSAGE_LENGTH`, 1,600, an assumption: the API documents none);
             a longer one raises :class:`InvalidRequestError` before anything is sent.
+        log_phone_numbers: show phone numbers whole in log lines; by default they are
+            masked (``+33*****2727``).  None: true when the ``VORTEXT_LOG_PHONE_NUMBERS``
+            environment variable is ``1``, ``true``, ``yes`` or ``on``.
         shield_sends: once a send's request is handed to the transport, cancelling the
             caller does not abandon it: it finishes in the background and its result goes
             to the log and to ``on_background_result``.  False: cancellation cuts it.
@@ -117,6 +120,7 @@ class VortextClient:
         max_wait: float | None = None,
         strict_phone_numbers: bool = False,
         max_message_length: int = _api.MAX_MESSAGE_LENGTH,
+        log_phone_numbers: bool | None = None,
         shield_sends: bool = True,
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
@@ -181,6 +185,10 @@ class VortextClient:
         self.max_wait = max_wait
         self.strict_phone_numbers = strict_phone_numbers
         self.max_message_length = max_message_length
+        if log_phone_numbers is None:
+            flag = os.environ.get(_api.ENV_LOG_PHONE_NUMBERS, "").strip().lower()
+            log_phone_numbers = flag in ("1", "true", "yes", "on")
+        self.log_phone_numbers: bool = log_phone_numbers
         self.shield_sends = shield_sends
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
@@ -450,12 +458,19 @@ class VortextClient:
 
     def _report_background(self, result: SendResult) -> None:
         level = logging.INFO if result.outcome is Outcome.SENT else logging.WARNING
+        number = result.sms.phone_number
+        detail = f" (message id {result.message_id})" if result.message_id else f": {result.error}"
+        if not self.log_phone_numbers:
+            shown = mask_phone_number(number)
+            if isinstance(number, str) and number:
+                detail = detail.replace(number, shown)  # a server's error may quote it
+            number = shown
         logger.log(
             level,
             "send finished after its caller was cancelled: %s to %s%s",
             result.outcome.value,
-            result.sms.phone_number,
-            f" (message id {result.message_id})" if result.message_id else f": {result.error}",
+            number,
+            detail,
         )
         if self._on_background_result is not None:
             try:
