@@ -1,9 +1,9 @@
 """Asyncio client for Vortext, the SMS gateway of cegedim.cloud.
 
 Everything public is importable from here; the public submodules ``webhooks``,
-``emulator``, ``testing``, ``fastapi`` and ``cli`` hold the optional parts and are
-imported only when used.  The Redis-backed limiter is :class:`RedisRateLimiter`
-(``redis`` extra).
+``emulator``, ``testing``, ``fastapi``, ``cli`` and ``sync`` (a blocking client) hold
+the optional parts and are imported only when used.  The Redis-backed limiter is
+:class:`RedisRateLimiter` (``redis`` extra).
 """
 
 from ._api import (
@@ -35,6 +35,7 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
+    SyncInEventLoopError,
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
@@ -103,6 +104,7 @@ __all__ = [
     "ServiceStatus",
     "Sms",
     "SmsDetail",
+    "SyncInEventLoopError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",

@@ -25,7 +25,8 @@ the package, and nothing here ever holds a credential::
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
-    └── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
+    ├── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
+    └── SyncInEventLoopError          a blocking call from inside a running event loop
 
     InputFormatError (ValueError)     a bulk input file that cannot be read at all
 
@@ -60,6 +61,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "ServerError",
+    "SyncInEventLoopError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",
@@ -437,3 +439,13 @@ class LimiterUnavailableError(VortextError):
     def __init__(self, url: str, cause: BaseException) -> None:
         super().__init__(f"the rate limiter's Redis at {url} is unavailable: {cause}")
         self.url = url
+
+
+class SyncInEventLoopError(VortextError, RuntimeError):
+    """A blocking call of ``vortext_async.sync`` was made from inside a running event loop.
+
+    It would block that loop (and every task on it) for the whole call, so it is
+    refused before anything is sent.  In ``async`` code, ``await`` the asyncio
+    :class:`VortextClient` instead, or run the blocking call in a worker thread
+    (``await asyncio.to_thread(client.send_sms, ...)``).
+    """

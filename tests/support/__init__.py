@@ -7,4 +7,5 @@
 - ``redis_server``: a real redis-server on a free port (and a worker script).
 - ``uvicorn_server``: ASGI apps under uvicorn, in process or as a subprocess.
 - ``bulk_child``: a bulk job in its own process, for the crash test to kill.
+- ``served``: the emulator served from a thread of its own, for blocking code.
 """
