@@ -26,9 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, I
 from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar
 
 from . import (
-    BulkJob as AsyncBulkJob,
-)
-from . import (
+    MAX_MESSAGE_LENGTH,
     BulkSummary,
     ClientClosedError,
     Clock,
@@ -40,6 +38,9 @@ from . import (
     SentSms,
     Sms,
     SyncInEventLoopError,
+)
+from . import (
+    BulkJob as AsyncBulkJob,
 )
 from . import (
     VortextClient as AsyncVortextClient,
@@ -287,6 +288,9 @@ class VortextClient:
         retry: what to retry and how long to wait.
         max_wait: default wait budget of a send, in seconds.
         strict_phone_numbers: require E.164 phone numbers.
+        max_message_length: the longest message text sent, in characters.
+        log_phone_numbers: show phone numbers whole in log lines (default: masked,
+            unless ``VORTEXT_LOG_PHONE_NUMBERS`` is set).
         shield_sends: a send whose request left finishes even if its caller stops.
         shutdown_grace: seconds :meth:`close` lets sends in flight finish.
         on_retry: called on the client's loop thread before each retry.
@@ -310,6 +314,8 @@ class VortextClient:
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
         strict_phone_numbers: bool = False,
+        max_message_length: int = MAX_MESSAGE_LENGTH,
+        log_phone_numbers: bool | None = None,
         shield_sends: bool = True,
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
