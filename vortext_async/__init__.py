@@ -14,7 +14,12 @@ from ._api import (
     MAX_METADATA_SIZE,
 )
 from ._bulk import BulkJob, BulkProgress, BulkSummary, send_bulk
-from ._client import DEFAULT_TIMEOUT, VortextClient
+from ._client import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    VortextClient,
+)
 from ._clock import Clock, MonotonicClock
 from ._errors import (
     AuthenticationError,
@@ -41,6 +46,7 @@ from ._errors import (
     UnexpectedStatusError,
     VortextError,
     WaitBudgetExceededError,
+    WrongEventLoopError,
 )
 from ._http import aiohttp_transport
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
@@ -60,6 +66,8 @@ from ._version import __version__
 
 __all__ = [
     "DATACENTER_BASE_URL",
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
     "INTERNET_BASE_URL",
     "MAX_MESSAGE_LENGTH",
@@ -112,6 +120,7 @@ __all__ = [
     "VortextError",
     "WaitBudgetExceededError",
     "WindowState",
+    "WrongEventLoopError",
     "__version__",
     "aiohttp_transport",
     "send_bulk",

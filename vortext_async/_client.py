@@ -13,6 +13,7 @@ import asyncio
 import base64
 import functools
 import logging
+import math
 import os
 import platform
 import re
@@ -38,7 +39,9 @@ from ._errors import (
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
+    WrongEventLoopError,
 )
+from ._http import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
 from ._http import Answer, HttpLayer, HttpLibrary, SecretStr, parse_retry_after
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
@@ -47,12 +50,24 @@ from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms, mask_phone_number
 from ._version import __version__
 
-__all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "VortextClient",
+]
 
 logger = logging.getLogger("vortext_async")
 
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
 """Seconds for each phase of a request: a short connect, a finite read."""
+DEFAULT_ATTEMPT_TIMEOUT: Final = 60.0
+"""Seconds one attempt may take in all (connection, request, status line, headers,
+body): the phases of :data:`DEFAULT_TIMEOUT` add up to 55 s, rounded up.  Each phase
+timeout bounds one wait only; a server that drips its answer a byte at a time never
+trips them, this does."""
+DEFAULT_MAX_RESPONSE_BYTES: Final = _DEFAULT_MAX_RESPONSE_BYTES
+"""Decoded bytes of a 2xx answer read at most (1 MiB): this API's answers are tiny."""
 
 
 class _Default:
@@ -102,7 +117,21 @@ class VortextClient:
             caller does not abandon it: it finishes in the background and its result goes
             to the log and to ``on_background_result``.  False: cancellation cuts it.
         shutdown_grace: seconds :meth:`aclose` lets sends in flight finish.
-        http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use (left open).
+        timeout: seconds, or an httpx ``Timeout``, for each phase of a request
+            (default :data:`DEFAULT_TIMEOUT`): each bounds one wait, not the attempt.
+        attempt_timeout: seconds one attempt may take in all, on every transport and
+            with a handed-in ``http_client`` (default :data:`DEFAULT_ATTEMPT_TIMEOUT`,
+            60 s).  A send cut by it is uncertain (:class:`UncertainSendError`: the
+            client cannot tell how far it went, so keep it above the connect and pool
+            timeouts); a read cut by it is a :class:`RequestTimeoutError`, retried like
+            any timeout.  The rate limiter gets it as the longest an attempt holds its
+            tokens.
+        max_response_bytes: decoded bytes of a 2xx answer read at most (default
+            :data:`DEFAULT_MAX_RESPONSE_BYTES`, 1 MiB; compressed answers are decoded
+            within it).  A larger answer to a send makes it uncertain; to a read, an
+            :class:`InvalidResponseError`.  Errors keep an excerpt of any body.
+        http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use (left open;
+            it never follows redirects for this client).
         http_library: ``"auto"`` (httpx2 if installed, else httpx), ``"httpx"`` or ``"httpx2"``.
         transport: a transport for the client built here (an ASGI app's, a faster one).
         clock: the clock and sleep of the limiter and the retries (tests: a VirtualClock).
@@ -115,6 +144,8 @@ class VortextClient:
         *,
         base_url: str | None = None,
         timeout: Any = None,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rate_limit: RateLimit | Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
@@ -149,6 +180,26 @@ class VortextClient:
             )
         if shutdown_grace < 0:
             raise ConfigurationError(f"shutdown_grace must be >= 0 seconds, not {shutdown_grace!r}")
+        if (
+            isinstance(attempt_timeout, bool)
+            or not isinstance(attempt_timeout, int | float)
+            or not 0 < attempt_timeout < math.inf
+        ):
+            raise ConfigurationError(
+                f"attempt_timeout must be a finite number of seconds > 0, not {attempt_timeout!r}"
+            )
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_response_bytes must be a positive integer, not {max_response_bytes!r}"
+            )
+        self.attempt_timeout: float = float(attempt_timeout)
+        """Seconds one attempt may take in all; also the limiter's in-flight bound."""
+        self.max_response_bytes: int = max_response_bytes
+        """Decoded bytes of a 2xx answer read at most."""
 
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         if http_client is not None:
@@ -216,7 +267,8 @@ class VortextClient:
             if self._request_timeout is not None
             else None
         )
-        self._attempt_timeout = _attempt_seconds(timeout)
+        # The event loop of the first call: connections and timers belong to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
         self._attempts: dict[asyncio.Task[SentSms], _Attempt] = {}
         self._background: set[asyncio.Task[SentSms]] = set()
@@ -297,6 +349,8 @@ class VortextClient:
         """
         if self._closing:
             raise ClientClosedError("the client is closed; no new sends are accepted")
+        if self._loop is not asyncio.get_running_loop():
+            self._bind_loop()
         try:
             check_sms(
                 sms,
@@ -336,6 +390,13 @@ class VortextClient:
         """
         if self._closing:
             return
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            if not self._loop.is_closed():
+                self._bind_loop()  # raises: its resources belong to a loop still running
+            # Its loop is gone, and with it every task and connection it ran: nothing
+            # is left that this loop could close or wait for.
+            self._closing = self._closed = True
+            return
         self._closing = True
         # A send still waiting for its turn never left: stop it now (not sent).
         for task, attempt in list(self._attempts.items()):
@@ -361,6 +422,20 @@ class VortextClient:
 
     def __repr__(self) -> str:
         return f"<VortextClient base_url={self.base_url!r} http_library={self.http_library!r}>"
+
+    def _bind_loop(self) -> None:
+        """Tie the client to the running loop on first use; refuse any other loop after."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            return
+        raise WrongEventLoopError(
+            "this VortextClient was first used on another event loop"
+            f"{' (now closed)' if self._loop.is_closed() else ''}, and its connections "
+            "and rate-limiter timers belong to that loop; nothing was sent.  Create the "
+            "client inside the coroutine that uses it (one per asyncio.run), for example "
+            "`async with VortextClient() as client:`"
+        )
 
     # -- sends -----------------------------------------------------------------------
 
@@ -415,8 +490,10 @@ class VortextClient:
         attempt: _Attempt | None,
         on_handover: Callable[[], object] | None,
     ) -> SentSms:
+        # The limiter gets the very bound the HTTP layer enforces: a token held by this
+        # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
         async with self.limiter.acquire(
-            max_wait=max_wait, attempt_timeout=self._attempt_timeout
+            max_wait=max_wait, attempt_timeout=self.attempt_timeout
         ) as permit:
             if attempt is not None:
                 attempt.handed_over = True
@@ -427,7 +504,11 @@ class VortextClient:
                     logger.exception("on_handover hook raised")
             try:
                 response = await self._http.exchange(
-                    self._sms_target, body, extensions=self._extensions
+                    self._sms_target,
+                    body,
+                    extensions=self._extensions,
+                    attempt_timeout=self.attempt_timeout,
+                    max_bytes=self.max_response_bytes,
                 )
             except TransportError as error:
                 if error.certainly_not_sent:
@@ -438,7 +519,14 @@ class VortextClient:
         status = response.status_code
         content: bytes = response.content
         if 200 <= status < 300:
+            if response.problem is not None:
+                # The server answered, so it may have accepted: we cannot read its id.
+                unread = InvalidResponseError(
+                    f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
+                )
+                raise UncertainSendError(sms, unread) from unread
             return _read_sent(sms, content)
+        # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
         refusal = await self._status_error(response, "POST", self._sms_url)
         if refusal.certainly_not_sent:
             raise refusal
@@ -483,12 +571,23 @@ class VortextClient:
     async def _read(self, url: str, retry: RetryPolicy | None) -> Answer:
         if self._closed:
             raise ClientClosedError("the client is closed")
+        if self._loop is not asyncio.get_running_loop():
+            self._bind_loop()
 
         target = self._http.prepare("GET", url, self._get_headers)
 
         async def attempt() -> Answer:
-            response = await self._http.exchange(target, extensions=self._extensions)
+            response = await self._http.exchange(
+                target,
+                extensions=self._extensions,
+                attempt_timeout=self.attempt_timeout,
+                max_bytes=self.max_response_bytes,
+            )
             if 200 <= response.status_code < 300:
+                if response.problem is not None:
+                    raise InvalidResponseError(
+                        f"the answer to GET {url}: {response.problem}", body=response.content
+                    )
                 return response
             raise await self._status_error(response, "GET", url)
 
@@ -541,21 +640,6 @@ class _Timeouts:
 
     def __init__(self, connect: float, read: float, write: float, pool: float) -> None:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
-
-
-def _attempt_seconds(timeout: Any) -> float:
-    """The longest one attempt can take, for a limiter that must bound it."""
-    if timeout is None:
-        return sum(DEFAULT_TIMEOUT.values())
-    if isinstance(timeout, (int, float)):
-        return 4 * float(timeout)
-    parts = [getattr(timeout, name, None) for name in ("connect", "read", "write", "pool")]
-    total = 0.0
-    for part in parts:
-        if part is None:
-            return 3600.0  # no bound: a long one
-        total += float(part)
-    return total
 
 
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")

@@ -25,6 +25,7 @@ the package, and nothing here ever holds a credential::
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
+    ├── WrongEventLoopError           the client is used from a second event loop (RuntimeError)
     ├── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
     └── SyncInEventLoopError          a blocking call from inside a running event loop
 
@@ -67,9 +68,12 @@ __all__ = [
     "UnexpectedStatusError",
     "VortextError",
     "WaitBudgetExceededError",
+    "WrongEventLoopError",
 ]
 
 _BODY_EXCERPT = 500
+_BODY_KEPT = 2048
+"""Bytes of an answer's body an error keeps at most: an excerpt, never a whole body."""
 
 
 def _excerpt(body: bytes | str) -> str:
@@ -251,7 +255,7 @@ class HTTPStatusError(VortextError):
     """The server answered with a non-2xx status.
 
     Carries ``status_code``, ``headers`` (a plain dict, lower-case names) and the
-    raw ``body`` as bytes, so nothing the server said is lost.
+    start of the ``body`` as bytes (its first 2 KiB at most, decoded).
     """
 
     def __init__(
@@ -271,11 +275,15 @@ class HTTPStatusError(VortextError):
         self.method = method
         self.url = url
         self.headers = dict(headers)
-        self.body = body
+        self.body = body[:_BODY_KEPT]
         self.transient = status_code in _TRANSIENT_4XX or status_code >= 500
         self.about_the_message = (
             400 <= status_code < 500 and status_code not in _NOT_ABOUT_THE_MESSAGE_4XX
         )
+        if 300 <= status_code < 400:
+            # A redirect says nothing of what the server did with a request: it may
+            # have taken the SMS, then pointed elsewhere.  Never followed, never resent.
+            self.certainly_not_sent = False
 
     def json(self) -> Any:
         """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
@@ -370,22 +378,25 @@ class ServerError(HTTPStatusError):
 
 
 class UnexpectedStatusError(HTTPStatusError):
-    """Any other non-2xx status (a redirect, an unusual 4xx)."""
+    """Any other non-2xx status (a redirect, an unusual 4xx).
+
+    A redirect (3xx) to a send makes it uncertain: the server may have taken it.
+    """
 
 
 class InvalidResponseError(VortextError):
     """A 2xx answer that is not what the API promises (not JSON, a missing field...).
 
-    ``body`` holds the raw answer.  For a send this means the server probably took
-    the SMS but did not say under which id: a send raises :class:`UncertainSendError`
-    with this error as its cause instead.
+    ``body`` holds the start of the answer (2 KiB at most).  For a send this means the
+    server probably took the SMS but did not say under which id: a send raises
+    :class:`UncertainSendError` with this error as its cause instead.
     """
 
     certainly_not_sent = False
 
     def __init__(self, message: str, *, body: bytes | str) -> None:
         super().__init__(f"{message}; body: {_excerpt(body)!r}")
-        self.body = body
+        self.body = body[:_BODY_KEPT]
 
 
 # -- delivery ----------------------------------------------------------------------
@@ -427,6 +438,16 @@ class WaitBudgetExceededError(VortextError):
 
 class ClientClosedError(VortextError):
     """The client is closed, or shutting down and refusing new sends."""
+
+
+class WrongEventLoopError(VortextError, RuntimeError):
+    """The client is used from an event loop other than the one it was first used on.
+
+    Its pooled connections and the rate limiter's timers belong to that first loop
+    (closed once its ``asyncio.run`` returned), so the call is refused before anything
+    is sent.  Create the client inside the coroutine that uses it (one per
+    ``asyncio.run``).  A ``RuntimeError`` too, as asyncio's own loop errors are.
+    """
 
 
 class LimiterUnavailableError(VortextError):

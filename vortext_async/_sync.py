@@ -26,6 +26,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, I
 from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar
 
 from . import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
     MAX_MESSAGE_LENGTH,
     BulkSummary,
     ClientClosedError,
@@ -310,6 +312,8 @@ class VortextClient:
         *,
         base_url: str | None = None,
         timeout: Any = None,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rate_limit: RateLimit | Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
