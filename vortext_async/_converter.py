@@ -196,15 +196,18 @@ def encode_sms(sms: Sms, *, max_metadata_size: int | None = None) -> bytes:
         max_metadata_size: the most bytes ``metadata`` may take in the body; more is an
             :class:`InvalidRequestError` (None: no limit).
     """
-    body = _dumps({"phoneNumber": sms.phone_number, "message": sms.message}).encode()
     if sms.metadata is None:
-        return body
-    metadata = _dumps(sms.metadata).encode()
-    if max_metadata_size is not None and len(metadata) > max_metadata_size:
-        raise InvalidRequestError(
-            "metadata",
-            sms.metadata,
-            f"is {len(metadata):,} bytes as JSON, over the limit of {max_metadata_size:,}",
-        )
-    # The same bytes as encoding the three fields at once, metadata measured on the way.
-    return b"".join((body[:-1], b',"metadata":', metadata, b"}"))
+        return _dumps({"phoneNumber": sms.phone_number, "message": sms.message}).encode()
+    body = _dumps(
+        {"phoneNumber": sms.phone_number, "message": sms.message, "metadata": sms.metadata}
+    ).encode()
+    if max_metadata_size is not None and len(body) > max_metadata_size:
+        # Only a body over the limit can hold metadata over it: measure that alone.
+        size = len(_dumps(sms.metadata).encode())
+        if size > max_metadata_size:
+            raise InvalidRequestError(
+                "metadata",
+                sms.metadata,
+                f"is {size:,} bytes as JSON, over the limit of {max_metadata_size:,}",
+            )
+    return body

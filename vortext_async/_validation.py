@@ -197,11 +197,13 @@ def _check_metadata(metadata: Any) -> None:
 def _flat_ascii(metadata: dict[Any, Any], max_size: int) -> bool:
     """True when ``metadata`` holds ASCII strings only, within the size limit as far as a
     lower bound tells (the exact size is checked when the body is encoded)."""
-    size = 1 + len(metadata)
+    size = 1 + 6 * len(metadata)  # braces; per entry quotes, colon and comma
     for key, value in metadata.items():
-        if type(key) is not str or type(value) is not str or not (key + value).isascii():
+        if type(key) is not str or type(value) is not str:
             return False
-        size += len(key) + len(value) + 5
+        if not key.isascii() or not value.isascii():
+            return False
+        size += len(key) + len(value)
     return size <= max_size
 
 
