@@ -168,6 +168,8 @@ class VortextClient:
             raise ConfigurationError(f"no username: pass username= or set {_api.ENV_USERNAME}")
         if not password:
             raise ConfigurationError(f"no password: pass password= or set {_api.ENV_PASSWORD}")
+        # From here on this frame shows '<redacted>', should building the client fail.
+        password = SecretStr(password)
         if max_wait is not None and max_wait < 0:
             raise ConfigurationError(f"max_wait must be >= 0 seconds, not {max_wait!r}")
         if (
@@ -246,14 +248,13 @@ class VortextClient:
         self._on_background_result = on_background_result
 
         # Computed once: every request reuses them (no per-request auth flow).
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self.user_agent: str = (
             f"vortext-async/{__version__} ({self._http.library}/{self._http.version}; "
             f"Python/{platform.python_version()})"
         )
         get_headers = {
             # Its repr is redacted: frames holding the headers never show it.
-            "Authorization": SecretStr(f"Basic {token}"),
+            "Authorization": _basic_auth(username, password),
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
@@ -421,6 +422,8 @@ class VortextClient:
         await self.aclose()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_http") or not hasattr(self, "base_url"):
+            return "<VortextClient (not built)>"  # a frame of a failed __init__ shows it
         return f"<VortextClient base_url={self.base_url!r} http_library={self.http_library!r}>"
 
     def _bind_loop(self) -> None:
@@ -640,6 +643,11 @@ class _Timeouts:
 
     def __init__(self, connect: float, read: float, write: float, pool: float) -> None:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
+
+
+def _basic_auth(username: str, password: str) -> SecretStr:
+    """The ``Authorization`` value, built in one expression: no frame holds the token."""
+    return SecretStr("Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
 
 
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")

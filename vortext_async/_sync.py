@@ -56,6 +56,19 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class _Redacted(str):
+    """The password, whose ``repr`` hides it in the frames error reporters record.
+
+    The asyncio client does the same with its own ``SecretStr`` (in the HTTP layer,
+    which this module, on the public names only, does not import).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
 def _refuse_in_event_loop(what: str) -> None:
     try:
         asyncio.get_running_loop()
@@ -335,6 +348,8 @@ class VortextClient:
             for name, value in locals().items()
             if name not in ("self", "username", "password", "__class__")
         }
+        if password:  # a frame of a failed construction shows '<redacted>'
+            password = _Redacted(password)
 
         async def build() -> AsyncVortextClient:
             return AsyncVortextClient(username, password, **options)
@@ -413,6 +428,8 @@ class VortextClient:
         self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_async_client"):
+            return "<sync VortextClient (not built)>"  # a frame of a failed __init__ shows it
         return f"<sync VortextClient base_url={self.base_url!r} http_library={self.http_library!r}>"
 
     def _client_or_raise(self) -> AsyncVortextClient:

@@ -45,7 +45,7 @@ def _shown(value: object) -> Iterator[str]:
             yield f"<repr raised {type(error).__name__}>"
 
 
-def leaks(error: BaseException) -> list[str]:
+def leaks(error: BaseException, *, least_frames: int = 6) -> list[str]:
     """Where a secret shows in the frames of ``error`` and of every exception it chains."""
     found: list[str] = []
     seen: set[int] = set()
@@ -67,7 +67,7 @@ def leaks(error: BaseException) -> list[str]:
             for name, value in frame.f_locals.items():
                 if any(secret in text for text in _shown(value) for secret in SECRETS):
                     found.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}: {name}")
-    assert frames > 5, "the failure did not go deep enough to prove anything"
+    assert frames >= least_frames, "the failure did not go deep enough to prove anything"
     return found
 
 
@@ -148,3 +148,25 @@ def test_a_base_url_with_credentials_is_refused_without_echoing_them(base_url: s
     assert "Pa55word" not in text
     assert "messages.example" in text
     assert "hunter2" not in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"base_url": "ftp://messages.example"},
+        {"max_message_length": 0},
+        {"transport": "carrier pigeon"},
+    ],
+)
+def test_no_frame_of_a_refused_configuration_shows_the_password(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        VortextClient("user", PASSWORD, **options)
+    assert leaks(caught.value, least_frames=1) == []
+
+
+def test_no_frame_of_a_refused_blocking_client_shows_the_password() -> None:
+    from vortext_async.sync import VortextClient as BlockingClient
+
+    with pytest.raises(ConfigurationError) as caught:
+        BlockingClient("user", PASSWORD, base_url="ftp://messages.example")
+    assert leaks(caught.value, least_frames=2) == []
