@@ -49,6 +49,7 @@ from ._errors import (
     WrongEventLoopError,
 )
 from ._http import aiohttp_transport
+from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
     Outcome,
@@ -88,6 +89,7 @@ __all__ = [
     "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "LearnedRateLimiter",
     "Limiter",
     "LimiterState",
     "LimiterUnavailableError",

@@ -22,9 +22,6 @@ ENV_PASSWORD = "VORTEXT_PASSWORD"
 """The environment variable read when the client is given no ``password``."""
 ENV_BASE_URL = "VORTEXT_BASE_URL"
 """The environment variable read when the client is given no ``base_url``."""
-ENV_LOG_PHONE_NUMBERS = "VORTEXT_LOG_PHONE_NUMBERS"
-"""Set to ``1`` (or ``true``, ``yes``) to log phone numbers whole when the client is
-given no ``log_phone_numbers``; by default logs show them masked (``+33*****2727``)."""
 
 RATE_LIMITED = 429
 """ASSUMED: a breached cap is answered 429, perhaps with Retry-After."""

@@ -43,11 +43,14 @@ from ._errors import (
 )
 from ._http import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
 from ._http import Answer, HttpLayer, HttpLibrary, SecretStr, parse_retry_after
+from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
+from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
-from ._retry import RetryEvent, RetryPolicy, call_with_retries
-from ._validation import check_sms, mask_phone_number
+from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
+from ._telemetry import telemetry
+from ._validation import check_sms
 from ._version import __version__
 
 __all__ = [
@@ -57,7 +60,7 @@ __all__ = [
     "VortextClient",
 ]
 
-logger = logging.getLogger("vortext_async")
+logger = get_logger("client")
 
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
 """Seconds for each phase of a request: a short connect, a finite read."""
@@ -111,8 +114,8 @@ class VortextClient:
             :data:`MAX_MESSAGE_LENGTH`, 1,600, an assumption: the API documents none);
             a longer one raises :class:`InvalidRequestError` before anything is sent.
         log_phone_numbers: show phone numbers whole in log lines; by default they are
-            masked (``+33*****2727``).  None: true when the ``VORTEXT_LOG_PHONE_NUMBERS``
-            environment variable is ``1``, ``true``, ``yes`` or ``on``.
+            masked (``********2727``).  None: true when the ``VORTEXT_LOG_PHONE_NUMBERS``
+            environment variable is ``1``, ``true`` or ``yes``.
         shield_sends: once a send's request is handed to the transport, cancelling the
             caller does not abandon it: it finishes in the background and its result goes
             to the log and to ``on_background_result``.  False: cancellation cuts it.
@@ -227,24 +230,25 @@ class VortextClient:
             base_url = str(http_client.base_url)
         self.base_url: str = _check_base_url(base_url or _api.INTERNET_BASE_URL)
 
-        if rate_limit is None:
-            rate_limit = RateLimit()
-        self.limiter: Limiter = (
-            RateLimiter(rate_limit, clock=self._clock)
-            if isinstance(rate_limit, RateLimit)
-            else rate_limit
-        )
+        self.limiter: Limiter
+        if rate_limit is None:  # no caps given: learn them from the 429s
+            self.limiter = LearnedRateLimiter(clock=self._clock)
+        elif isinstance(rate_limit, RateLimit):
+            self.limiter = RateLimiter(rate_limit, clock=self._clock)
+        else:
+            self.limiter = rate_limit
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.max_wait = max_wait
         self.strict_phone_numbers = strict_phone_numbers
         self.max_message_length = max_message_length
-        if log_phone_numbers is None:
-            flag = os.environ.get(_api.ENV_LOG_PHONE_NUMBERS, "").strip().lower()
-            log_phone_numbers = flag in ("1", "true", "yes", "on")
-        self.log_phone_numbers: bool = log_phone_numbers
+        self.log_phone_numbers: bool = (
+            log_phone_numbers if log_phone_numbers is not None else show_phone_numbers()
+        )
         self.shield_sends = shield_sends
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
+        self._folded = FoldedLog(logger, self._clock)
+        self._telemetry = telemetry(self._clock)  # None: OpenTelemetry absent or unset
         self._on_background_result = on_background_result
 
         # Computed once: every request reuses them (no per-request auth flow).
@@ -275,6 +279,8 @@ class VortextClient:
         self._background: set[asyncio.Task[SentSms]] = set()
         self._closing = False
         self._closed = False
+        self._stop_retries = Closing()  # set by aclose: no more waits between attempts
+        self._close_task: asyncio.Future[None] | None = None
 
     # -- public API ----------------------------------------------------------------
 
@@ -367,12 +373,10 @@ class VortextClient:
             ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
-        return await call_with_retries(
-            functools.partial(self._send_attempt, sms, body, wait_budget, on_handover),
-            operation="send",
-            policy=policy,
-            clock=self._clock,
-            on_retry=self._on_retry,
+        if self._telemetry is None:
+            return await self._send_tries(sms, body, wait_budget, policy, on_handover)
+        return await self._telemetry.send(
+            functools.partial(self._send_tries, sms, body, wait_budget, policy), on_handover
         )
 
     def send_bulk(self, messages: Iterable[Sms] | AsyncIterable[Sms], **options: Any) -> BulkJob:
@@ -386,31 +390,48 @@ class VortextClient:
     async def aclose(self, *, grace: float | None = None) -> None:
         """Refuse new sends, let sends in flight finish (``grace`` seconds), then close.
 
-        A send still unanswered after the grace period is cut and reported as
-        UNCERTAIN (log and ``on_background_result``): none disappears silently.
+        Sends that have not gone out stop at once: one waiting for a rate-limit token
+        fails as not sent (:class:`ClientClosedError`), and so does one waiting to retry
+        (after a 503, a 429 or a failed connection), unless an earlier attempt of it may
+        have been accepted (opted-in ``retry_uncertain_sends``): then it is
+        :class:`UncertainSendError`.  Reads waiting to retry fail with
+        ``ClientClosedError``.  A send still unanswered after the grace period is cut
+        and reported as UNCERTAIN (log and ``on_background_result``): none disappears
+        silently.
+
+        Every call returns once the close is complete: a second call, made while the
+        first runs, waits for the same close (whose ``grace`` is the first call's).  A
+        cancelled call stops waiting; the close goes on.
         """
-        if self._closing:
-            return
-        if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            if not self._loop.is_closed():
-                self._bind_loop()  # raises: its resources belong to a loop still running
-            # Its loop is gone, and with it every task and connection it ran: nothing
-            # is left that this loop could close or wait for.
-            self._closing = self._closed = True
-            return
-        self._closing = True
-        # A send still waiting for its turn never left: stop it now (not sent).
-        for task, attempt in list(self._attempts.items()):
-            if not attempt.handed_over:
-                task.cancel()
+        if self._close_task is None:
+            if self._loop is not None and self._loop is not asyncio.get_running_loop():
+                if not self._loop.is_closed():
+                    self._bind_loop()  # raises: its resources belong to a loop still running
+                # Its loop is gone, and with it every task and connection it ran: nothing
+                # is left that this loop could close or wait for.
+                self._closing = self._closed = True
+                return
+            self._closing = True
+            self._stop_retries.set()
+            # A send still waiting for its turn never left: stop it now (not sent).
+            for task, attempt in list(self._attempts.items()):
+                if not attempt.handed_over:
+                    task.cancel()
+            grace = self.shutdown_grace if grace is None else grace
+            self._close_task = asyncio.ensure_future(self._close(grace))
+        # Shielded: a cancelled caller does not cut the close that others wait for.
+        await asyncio.shield(self._close_task)
+
+    async def _close(self, grace: float) -> None:
         pending = set(self._attempts) | self._background
         if pending:
-            grace = self.shutdown_grace if grace is None else grace
             _, late = await asyncio.wait(pending, timeout=grace)
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
+        await self._stop_retries.wait_stopped()  # calls stopped between attempts have raised
+        self._folded.flush()
         await self.limiter.aclose()
         await self._http.aclose()
         self._closed = True
@@ -441,6 +462,23 @@ class VortextClient:
         )
 
     # -- sends -----------------------------------------------------------------------
+
+    async def _send_tries(
+        self,
+        sms: Sms,
+        body: bytes,
+        max_wait: float | None,
+        policy: RetryPolicy,
+        on_handover: Callable[[], object] | None,
+    ) -> SentSms:
+        return await call_with_retries(
+            functools.partial(self._send_attempt, sms, body, max_wait, on_handover),
+            operation="send",
+            policy=policy,
+            clock=self._clock,
+            on_retry=self._retried,
+            closing=self._stop_retries,
+        )
 
     async def _send_attempt(
         self,
@@ -493,11 +531,16 @@ class VortextClient:
         attempt: _Attempt | None,
         on_handover: Callable[[], object] | None,
     ) -> SentSms:
+        telemetry = self._telemetry
+        if telemetry is not None:
+            asked = self._clock.now_ns()
         # The limiter gets the very bound the HTTP layer enforces: a token held by this
         # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
         async with self.limiter.acquire(
             max_wait=max_wait, attempt_timeout=self.attempt_timeout
         ) as permit:
+            if telemetry is not None:
+                telemetry.waited(asked)
             if attempt is not None:
                 attempt.handed_over = True
             if on_handover is not None:
@@ -547,21 +590,43 @@ class VortextClient:
 
         task.add_done_callback(report)
 
+    def _retried(self, event: RetryEvent) -> None:
+        """Each retry: one folded warning per cause, then the caller's hook."""
+        error = event.error
+        self._folded.log(
+            f"{event.operation} {type(error).__name__}",
+            logging.WARNING,
+            f"{event.operation} attempt {event.attempt} failed, trying again in "
+            f"{event.wait:.3f} s: {type(error).__name__}: {error}",
+            {
+                "vortext_operation": event.operation,
+                "vortext_attempt": event.attempt,
+                "vortext_wait": event.wait,
+                "vortext_error": type(error).__name__,
+            },
+        )
+        if self._telemetry is not None:
+            self._telemetry.retried(error, event.operation)
+        if self._on_retry is not None:
+            self._on_retry(event)  # call_with_retries logs a broken hook
+
     def _report_background(self, result: SendResult) -> None:
         level = logging.INFO if result.outcome is Outcome.SENT else logging.WARNING
         number = result.sms.phone_number
         detail = f" (message id {result.message_id})" if result.message_id else f": {result.error}"
-        if not self.log_phone_numbers:
-            shown = mask_phone_number(number)
-            if isinstance(number, str) and number:
-                detail = detail.replace(number, shown)  # a server's error may quote it
-            number = shown
-        logger.log(
+        shown = mask_phone(number, show=self.log_phone_numbers)
+        if shown != number and isinstance(number, str) and number:
+            detail = detail.replace(number, shown)  # a server's error may quote it
+        self._folded.log(
+            f"background {result.outcome.value}",
             level,
-            "send finished after its caller was cancelled: %s to %s%s",
-            result.outcome.value,
-            number,
-            detail,
+            f"send finished after its caller was cancelled: {result.outcome.value} to "
+            f"{shown}{detail}",
+            {
+                "vortext_outcome": result.outcome.value,
+                "vortext_message_id": result.message_id,
+                "vortext_message_key": result.sms.key,
+            },
         )
         if self._on_background_result is not None:
             try:
@@ -599,7 +664,8 @@ class VortextClient:
             operation="read",
             policy=retry if retry is not None else self.retry,
             clock=self._clock,
-            on_retry=self._on_retry,
+            on_retry=self._retried,
+            closing=self._stop_retries,
         )
 
     async def _status_error(self, response: Answer, method: str, url: str) -> HTTPStatusError:

@@ -23,7 +23,7 @@ from . import _api
 from ._errors import InvalidRequestError
 from ._models import Sms
 
-__all__ = ["check_sms", "mask_phone_number"]
+__all__ = ["check_sms"]
 
 # [0-9], not \d: \d also matches Arabic-Indic, fullwidth and every other Unicode digit.
 _LOOSE_NUMBER = re.compile(r"\+[0-9]{3,20}")
@@ -78,24 +78,6 @@ def check_sms(
         raise InvalidRequestError("message", message, _NOT_UNICODE.format(_at(found)))
     if sms.metadata is not None:
         _check_metadata(sms.metadata)
-
-
-def mask_phone_number(number: object) -> str:
-    """``number`` as logs show it: ``+33611272727`` -> ``+33*****2727``.
-
-    The country code and the last 4 digits stay, enough to tell numbers apart in a
-    log without handing out a person's number; a short or odd value keeps less.
-    """
-    if not isinstance(number, str):
-        return f"<{type(number).__name__}>"
-    if len(number) >= 10:
-        head, tail = 3, 4
-    elif len(number) >= 6:
-        head, tail = 1, 2
-    else:
-        head, tail = 0, 0
-    hidden = min(len(number) - head - tail, 12)  # an absurd value stays a short line
-    return number[:head] + "*" * hidden + number[len(number) - tail :]
 
 
 def _at(found: re.Match[str]) -> str:

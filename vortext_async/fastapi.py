@@ -33,6 +33,9 @@ client is drained when shutdown *starts*, not when the lifespan ends:
 - sends still waiting for a token stop at once as not sent
   (:class:`~vortext_async.ClientClosedError`, answered ``503`` with ``Retry-After``
   by :func:`install_error_handlers`), and new sends are refused the same way;
+- so do sends sleeping between two attempts (after a ``503``, a ``429`` or a failed
+  connection), unless an earlier attempt may have been accepted (opted-in
+  ``retry_uncertain_sends``): those end UNCERTAIN (``502``, logged);
 - sends already handed to the transport keep running for the client's
   ``shutdown_grace``, capped by the server's graceful timeout when it can be read
   (uvicorn's ``timeout_graceful_shutdown``, less half a second), so they end before
@@ -65,9 +68,7 @@ server is shutting down gracefully), or with ``drain_on_signals=False``.  A shut
 started without a signal (``server.should_exit = True`` set by code, uvicorn's
 ``--limit-max-requests``, a server that is not signal driven) is not seen: call
 :func:`vortext_shutdown` when it starts.  Sends made with ``shield_sends=False``
-are not tracked by the client and are not stopped early.  A send sleeping between
-two attempts (after a refusal or a failed connection) is not waiting for a token: it
-is refused at its next attempt, which may come after the server has given up.
+are not tracked by the client and are not stopped early.
 Under gunicorn (which sets no uvicorn graceful timeout) keep ``shutdown_grace``
 below ``--graceful-timeout``.
 """
@@ -186,10 +187,11 @@ async def vortext_shutdown(app: FastAPI, *, grace: float | None = None) -> None:
     """Drain the app's client now, as the start of a server's shutdown does.
 
     For servers whose shutdown this module does not see (see the module's docs):
-    call it when shutdown starts.  Sends waiting for a rate-limit token stop at once
-    as not sent (``503`` with ``Retry-After`` to their callers), new sends are
-    refused, and sends in flight get ``grace`` seconds (default: the client's
-    ``shutdown_grace``) before they are cut and reported UNCERTAIN.  Returns once
+    call it when shutdown starts.  Sends waiting for a rate-limit token or sleeping
+    before a retry stop at once as not sent (``503`` with ``Retry-After`` to their
+    callers), new sends are refused, and sends in flight get ``grace`` seconds
+    (default: the client's ``shutdown_grace``) before they are cut and reported
+    UNCERTAIN.  Returns once
     every send has settled and the client is closed.  Calling it again, or
     concurrently, waits for the same drain.
     """
@@ -214,7 +216,13 @@ _SHUTDOWN_SIGNALS: tuple[int, ...] = tuple(
 
 
 class _Drain:
-    """A client's close, started once: by a shutdown signal, a call, or the lifespan."""
+    """A client's close, started once: by a shutdown signal, a call, or the lifespan.
+
+    The client's ``aclose()`` itself waits for a close already under way, so a close
+    started by the app's own code is waited for too; the drain keeps its own task
+    because a signal handler cannot await, and so the first start's ``grace`` (the
+    server's graceful timeout, for a signal) is the one the close uses.
+    """
 
     def __init__(self, client: VortextClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client

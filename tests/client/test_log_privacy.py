@@ -13,7 +13,7 @@ from tests.support.faults import Fault, FaultServer, Received
 from vortext_async import RetryPolicy, SendResult, VortextClient
 
 NUMBER = "+33611272727"
-MASKED = "+33*****2727"
+MASKED = "********2727"
 
 
 class HeldServer(FaultServer):

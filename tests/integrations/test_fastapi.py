@@ -365,7 +365,7 @@ async def test_two_workers_share_the_caps_through_redis(
                 http.headers["Connection"] = "close"
                 # bursts of 20 at once until both workers have sent (the kernel decides)
                 responses: list[httpx.Response] = []
-                for burst in range(4):
+                for burst in range(10):  # a loaded machine may give one worker many bursts
                     refs = (f"r{burst}-{i}" for i in range(20))
                     responses += await asyncio.gather(*(notify(http, ref) for ref in refs))
                     if {r.headers["x-worker-pid"] for r in responses} == pids:
