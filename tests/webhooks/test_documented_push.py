@@ -172,3 +172,30 @@ def test_a_field_of_the_sms_with_the_wrong_type_is_still_refused(
     body["message"].update(change)
     with pytest.raises(InvalidPushError, match=f"@ \\{where}"):
         parse_push(json.dumps(body))
+
+
+async def test_identical_pushes_without_a_message_id_are_each_handed_over() -> None:
+    # Two people answering "STOP" in the same millisecond: without a message id the
+    # bodies are the same bytes, and dropping one as a duplicate would lose a reply.
+    handled: list[PushResponse] = []
+
+    async def on_reply(push: PushResponse) -> None:
+        handled.append(push)
+
+    receiver = PushReceiver(on_reply)
+    transport = httpx.ASGITransport(app=receiver, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        for _ in range(2):
+            answer = await client.post(
+                "/", content=DOCUMENTED, headers={"Content-Type": "application/json"}
+            )
+            assert answer.json() == {"status": "handled"}
+        full = json.dumps(FULL).encode()
+        statuses = [
+            (
+                await client.post("/", content=full, headers={"Content-Type": "application/json"})
+            ).json()["status"]
+            for _ in range(2)
+        ]
+    assert statuses == ["handled", "duplicate"]  # with an id, a repeat is still deduplicated
+    assert len(handled) == 3
