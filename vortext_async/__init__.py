@@ -6,7 +6,13 @@ the optional parts and are imported only when used.  The Redis-backed limiter is
 :class:`RedisRateLimiter` (``redis`` extra).
 """
 
-from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
+from ._api import (
+    DATACENTER_BASE_URL,
+    INTERNET_BASE_URL,
+    MAX_MESSAGE_LENGTH,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_SIZE,
+)
 from ._bulk import BulkJob, BulkProgress, BulkSummary, send_bulk
 from ._client import (
     DEFAULT_ATTEMPT_TIMEOUT,
@@ -66,6 +72,9 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
     "INTERNET_BASE_URL",
+    "MAX_MESSAGE_LENGTH",
+    "MAX_METADATA_DEPTH",
+    "MAX_METADATA_SIZE",
     "AuthenticationError",
     "BulkJob",
     "BulkProgress",

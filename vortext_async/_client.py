@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import platform
+import re
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
@@ -49,11 +50,12 @@ from ._http import (
     HttpLimits,
     HttpTimeout,
     HttpTransport,
+    SecretStr,
     parse_retry_after,
 )
 from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
-from ._logging import FoldedLog, get_logger, mask_phone
+from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
 from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
@@ -100,6 +102,8 @@ class ClientOptions(TypedDict, total=False):
     retry: RetryPolicy | None
     max_wait: float | None
     strict_phone_numbers: bool
+    max_message_length: int
+    log_phone_numbers: bool | None
     shield_sends: bool
     shutdown_grace: float
     on_retry: Callable[[RetryEvent], object] | None
@@ -146,6 +150,14 @@ class VortextClient:
         retry: what to retry and how long to wait (:class:`RetryPolicy`).
         max_wait: default wait budget of a send, in seconds: a send that the rate limit
             would hold longer fails at once with :class:`WaitBudgetExceededError`.
+        strict_phone_numbers: refuse phone numbers that are not E.164 (by default only
+            the shape is checked: ``+`` and 3 to 20 ASCII digits).
+        max_message_length: the longest message text sent, in characters (default
+            :data:`MAX_MESSAGE_LENGTH`, 1,600, an assumption: the API documents none);
+            a longer one raises :class:`InvalidRequestError` before anything is sent.
+        log_phone_numbers: show phone numbers whole in log lines; by default they are
+            masked (``********2727``).  None: true when the ``VORTEXT_LOG_PHONE_NUMBERS``
+            environment variable is ``1``, ``true`` or ``yes``.
         shield_sends: once a send's request is handed to the transport, cancelling the
             caller does not abandon it: it finishes in the background and its result goes
             to the log and to ``on_background_result``.  False: cancellation cuts it.
@@ -183,6 +195,8 @@ class VortextClient:
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
         strict_phone_numbers: bool = False,
+        max_message_length: int = _api.MAX_MESSAGE_LENGTH,
+        log_phone_numbers: bool | None = None,
         shield_sends: bool = True,
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
@@ -199,8 +213,18 @@ class VortextClient:
             raise ConfigurationError(f"no username: pass username= or set {_api.ENV_USERNAME}")
         if not password:
             raise ConfigurationError(f"no password: pass password= or set {_api.ENV_PASSWORD}")
+        # From here on this frame shows '<redacted>', should building the client fail.
+        password = SecretStr(password)
         if max_wait is not None and max_wait < 0:
             raise ConfigurationError(f"max_wait must be >= 0 seconds, not {max_wait!r}")
+        if (
+            isinstance(max_message_length, bool)
+            or not isinstance(max_message_length, int)
+            or max_message_length < 1
+        ):
+            raise ConfigurationError(
+                f"max_message_length must be an int >= 1 (characters), not {max_message_length!r}"
+            )
         if shutdown_grace < 0:
             raise ConfigurationError(f"shutdown_grace must be >= 0 seconds, not {shutdown_grace!r}")
         if (
@@ -258,6 +282,10 @@ class VortextClient:
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.max_wait = max_wait
         self.strict_phone_numbers = strict_phone_numbers
+        self.max_message_length = max_message_length
+        self.log_phone_numbers: bool = (
+            log_phone_numbers if log_phone_numbers is not None else show_phone_numbers()
+        )
         self.shield_sends = shield_sends
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
@@ -266,13 +294,13 @@ class VortextClient:
         self._on_background_result = on_background_result
 
         # Computed once: every request reuses them (no per-request auth flow).
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self.user_agent: str = (
             f"vortext-async/{__version__} ({self._http.library}/{self._http.version}; "
             f"Python/{platform.python_version()})"
         )
         get_headers = {
-            "Authorization": f"Basic {token}",
+            # Its repr is redacted: frames holding the headers never show it.
+            "Authorization": _basic_auth(username, password),
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
@@ -372,12 +400,18 @@ class VortextClient:
             raise ClientClosedError("the client is closed; no new sends are accepted")
         if self._loop is not asyncio.get_running_loop():
             self._bind_loop()
-        check_sms(sms, strict_numbers=self.strict_phone_numbers)
         try:
-            body = encode_sms(sms)
-        except (TypeError, ValueError) as error:
+            check_sms(
+                sms,
+                strict_numbers=self.strict_phone_numbers,
+                max_message_length=self.max_message_length,
+            )
+            body = encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
+        except InvalidRequestError:
+            raise
+        except Exception as error:  # whatever it was, nothing went out: never uncertain
             raise InvalidRequestError(
-                "metadata", sms.metadata, f"is not JSON-serialisable: {error}"
+                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
             ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
@@ -484,6 +518,8 @@ class VortextClient:
         await self.aclose()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_http") or not hasattr(self, "base_url"):
+            return "<VortextClient (not built)>"  # a frame of a failed __init__ shows it
         return f"<VortextClient base_url={self.base_url!r} http_library={self.http_library!r}>"
 
     def _bind_loop(self) -> None:
@@ -651,14 +687,16 @@ class VortextClient:
 
     def _report_background(self, result: SendResult) -> None:
         level = logging.INFO if result.outcome is Outcome.SENT else logging.WARNING
+        number = result.sms.phone_number
+        detail = f" (message id {result.message_id})" if result.message_id else f": {result.error}"
+        shown = mask_phone(number, show=self.log_phone_numbers)
+        if shown != number and isinstance(number, str) and number:
+            detail = detail.replace(number, shown)  # a server's error may quote it
         self._folded.log(
             f"background {result.outcome.value}",
             level,
-            "send finished after its caller was cancelled: {} to {}{}".format(
-                result.outcome.value,
-                mask_phone(result.sms.phone_number),
-                f" (message id {result.message_id})" if result.message_id else f": {result.error}",
-            ),
+            f"send finished after its caller was cancelled: {result.outcome.value} to "
+            f"{shown}{detail}",
             {
                 "vortext_outcome": result.outcome.value,
                 "vortext_message_id": result.message_id,
@@ -748,14 +786,38 @@ class _Timeouts:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
 
 
+def _basic_auth(username: str, password: str) -> SecretStr:
+    """The ``Authorization`` value, built in one expression: no frame holds the token."""
+    return SecretStr("Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
+
+
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with everything between its scheme and its last ``@`` hidden.
+
+    With no ``//``, as in ``user:password@host``, a URL parser takes ``user`` for the
+    scheme and the password for the path: so all that precedes the ``@`` goes.
+    """
+    if "@" not in url:
+        return url
+    scheme = _SCHEME.match(url)
+    return f"{scheme.group() if scheme else ''}***@{url.rpartition('@')[2]}"
+
+
 def _check_base_url(url: str) -> str:
     parts = urlsplit(url)
+    if "@" in url and (parts.username or parts.password or not parts.netloc):
+        raise ConfigurationError(
+            f"base_url must not contain credentials, not {_redact_url(url)!r}; "
+            "pass username= and password="
+        )
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigurationError(
-            f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, not {url!r}"
+            f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, "
+            f"not {_redact_url(url)!r}"
         )
-    if parts.username or parts.password:
-        raise ConfigurationError("base_url must not contain credentials; pass username/password")
     return url.rstrip("/")
 
 

@@ -39,6 +39,7 @@ it returns a :class:`SentSms` (sent), raises :class:`UncertainSendError`
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,6 +81,32 @@ def _excerpt(body: bytes | str) -> str:
     if len(text) > _BODY_EXCERPT:
         return text[:_BODY_EXCERPT] + f"... ({len(text)} characters)"
     return text
+
+
+class _ShortRepr(reprlib.Repr):
+    """``repr`` cut short: a 1 MB text, a 5,000-digit int or metadata nested 10,000 deep
+    is shown in a line, and showing it never raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = 120
+        self.maxother = 120
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = 8
+
+    def repr_int(self, x: int, level: int) -> str:
+        if abs(x).bit_length() > 256:  # past 4,300 digits, repr() itself raises
+            return f"<int of {abs(x).bit_length()} bits>"
+        return super().repr_int(x, level)
+
+    def repr_instance(self, x: object, level: int) -> str:
+        try:
+            return super().repr_instance(x, level)
+        except Exception:
+            return f"<{type(x).__name__}>"
+
+
+_short_repr = _ShortRepr().repr
 
 
 class VortextError(Exception):
@@ -128,7 +155,7 @@ class InvalidRequestError(VortextError, ValueError):
     about_the_message = True
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__(f"invalid {field} {value!r}: {reason}")
+        super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
         self.field = field
         self.value = value
         self.reason = reason

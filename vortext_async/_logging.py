@@ -25,7 +25,14 @@ from typing import Final
 
 from ._clock import Clock
 
-__all__ = ["ENV_LOG", "ENV_LOG_PHONE_NUMBERS", "FoldedLog", "get_logger", "mask_phone"]
+__all__ = [
+    "ENV_LOG",
+    "ENV_LOG_PHONE_NUMBERS",
+    "FoldedLog",
+    "get_logger",
+    "mask_phone",
+    "show_phone_numbers",
+]
 
 #: The environment variable that turns on a stderr handler: ``debug``, ``info``, ``warning``.
 ENV_LOG: Final = "VORTEXT_LOG"
@@ -69,17 +76,21 @@ def configure_from_environment(environ: Mapping[str, str] = os.environ) -> None:
     _package_logger.setLevel(level)
 
 
-def _show_phone_numbers() -> bool:
+def show_phone_numbers() -> bool:
+    """Whether ``VORTEXT_LOG_PHONE_NUMBERS`` asks for whole phone numbers in logs."""
     return os.environ.get(ENV_LOG_PHONE_NUMBERS, "").strip().lower() in ("1", "true", "yes")
 
 
-def mask_phone(phone_number: str) -> str:
+def mask_phone(phone_number: str, *, show: bool | None = None) -> str:
     """``+33611272727`` -> ``*******2727``: the last 4 characters, for logs.
 
-    Returned whole when ``VORTEXT_LOG_PHONE_NUMBERS=1`` is set.
+    Returned whole when ``show`` is true, or when it is None and
+    ``VORTEXT_LOG_PHONE_NUMBERS=1`` is set (a client's ``log_phone_numbers``).
     """
-    if _show_phone_numbers():
+    if show if show is not None else show_phone_numbers():
         return phone_number
+    if not isinstance(phone_number, str):
+        return f"<{type(phone_number).__name__}>"
     if len(phone_number) <= 4:
         return "*" * len(phone_number)
     return "*" * (len(phone_number) - 4) + phone_number[-4:]

@@ -198,14 +198,15 @@ def _closed_outcome(
     """
     following = len(history) + 1
     if operation == "send":
-        for number, error in enumerate(history, 1):
-            if isinstance(error, UncertainSendError) or not error.certainly_not_sent:
-                closed = ClientClosedError(
-                    f"the client closed before attempt {following}, "
-                    f"and attempt {number} may have been accepted"
-                )
-                closed.__cause__ = last
-                return UncertainSendError(getattr(error, "sms", None), closed)
+        earlier = _first_uncertain(history)
+        if earlier is not None:
+            number, error = earlier
+            closed = ClientClosedError(
+                f"the client closed before attempt {following}, "
+                f"and attempt {number} may have been accepted"
+            )
+            closed.__cause__ = last
+            return UncertainSendError(getattr(error, "sms", None), closed)
         if isinstance(last, ClientClosedError):
             return last  # refused by the close itself, and rightly so: nothing went out
         return ClientClosedError(
@@ -213,6 +214,14 @@ def _closed_outcome(
             "no attempt was processed: it was not sent"
         )
     return ClientClosedError(f"the client closed while the read waited for attempt {following}")
+
+
+def _first_uncertain(history: list[VortextError]) -> tuple[int, VortextError] | None:
+    """The first retried attempt (number, error) that may have been accepted, if any."""
+    for number, error in enumerate(history, 1):
+        if isinstance(error, UncertainSendError) or not error.certainly_not_sent:
+            return number, error
+    return None
 
 
 def _retry_after(error: BaseException | None) -> float | None:
@@ -240,9 +249,11 @@ async def call_with_retries(
     Stops at ``policy.attempts``, before a wait that would end past ``policy.timeout``
     (measured on ``clock`` from the call's start), or at once on a ``Retry-After`` over
     ``policy.max_retry_after``.  The error raised is the last attempt's, with
-    ``attempts`` set to the number of attempts made.  Each retry is logged at DEBUG
-    (logger ``vortext_async.retry``) and passed to ``on_retry``.  Cancellation
-    propagates at once.
+    ``attempts`` set to the number of attempts made, except for a send an earlier
+    attempt of which may have been accepted (opted-in ``retry_uncertain_sends``) and
+    a later one refused: that is ``UncertainSendError`` with the refusal as its cause.
+    Each retry is logged at DEBUG (logger ``vortext_async.retry``) and passed to
+    ``on_retry``.  Cancellation propagates at once.
 
     Once ``closing`` is set, a wait between attempts ends at once (or is not started)
     and the call raises ``ClientClosedError`` chained to the last attempt's error;
@@ -362,6 +373,13 @@ async def _retry(
         raise
     except VortextError as error:
         error.attempts = made
+        earlier = _first_uncertain(history) if operation == "send" else None
+        if earlier is not None and error.certainly_not_sent:
+            # Opted-in resends of an uncertain send: a later refusal does not undo an
+            # earlier attempt that may have been accepted, so the send stays uncertain.
+            uncertain = UncertainSendError(getattr(earlier[1], "sms", None), error)
+            uncertain.attempts = made
+            raise uncertain from error
         raise
     finally:
         if held and closing is not None:

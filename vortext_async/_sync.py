@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeVar
 from . import (
     DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_BYTES,
+    MAX_MESSAGE_LENGTH,
     BulkSummary,
     ClientClosedError,
     Clock,
@@ -57,6 +58,19 @@ logger = logging.getLogger("vortext_async")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class _Redacted(str):
+    """The password, whose ``repr`` hides it in the frames error reporters record.
+
+    The asyncio client does the same with its own ``SecretStr`` (in the HTTP layer,
+    which this module, on the public names only, does not import).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
 
 
 def _refuse_in_event_loop(what: str) -> None:
@@ -293,6 +307,9 @@ class VortextClient:
         retry: what to retry and how long to wait.
         max_wait: default wait budget of a send, in seconds.
         strict_phone_numbers: require E.164 phone numbers.
+        max_message_length: the longest message text sent, in characters.
+        log_phone_numbers: show phone numbers whole in log lines (default: masked,
+            unless ``VORTEXT_LOG_PHONE_NUMBERS`` is set).
         shield_sends: a send whose request left finishes even if its caller stops.
         shutdown_grace: seconds :meth:`close` lets sends in flight finish.
         on_retry: called on the client's loop thread before each retry.
@@ -318,6 +335,8 @@ class VortextClient:
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
         strict_phone_numbers: bool = False,
+        max_message_length: int = MAX_MESSAGE_LENGTH,
+        log_phone_numbers: bool | None = None,
         shield_sends: bool = True,
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
@@ -333,6 +352,8 @@ class VortextClient:
             for name, value in locals().items()
             if name not in ("self", "username", "password", "__class__")
         }
+        if password:  # a frame of a failed construction shows '<redacted>'
+            password = _Redacted(password)
 
         async def build() -> AsyncVortextClient:
             return AsyncVortextClient(username, password, **options)
@@ -409,6 +430,8 @@ class VortextClient:
         self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_async_client"):
+            return "<sync VortextClient (not built)>"  # a frame of a failed __init__ shows it
         return f"<sync VortextClient base_url={self.base_url!r} http_library={self.http_library!r}>"
 
     def _client_or_raise(self) -> AsyncVortextClient:

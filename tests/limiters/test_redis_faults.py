@@ -333,8 +333,13 @@ def test_a_url_that_is_not_redis_is_refused_at_construction() -> None:
         RedisRateLimiter(RateLimit(per_minute=10), "redis://h/0", account="a", redis_timeout=0)
 
 
-async def test_max_wait_zero_still_gets_a_token_free_now(probe: Any, server: RedisServer) -> None:
+async def test_max_wait_zero_still_gets_a_token_free_now(
+    probe: Any, server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The budget covers one round trip: ``max_wait=0`` asks Redis, never fails unasked."""
+    # A loaded machine may take longer than the 50 ms grace for one round trip; what is
+    # checked here is that Redis is asked at all, so give the round trip room.
+    monkeypatch.setattr("vortext_async._redis_limiter._ROUND_TRIP_GRACE", 5.0)
     limiter = RedisRateLimiter(RateLimit(windows=((1, 60.0),)), server.url, account="acme")
     async with asyncio.timeout(HANG):
         async with limiter.acquire(max_wait=0):

@@ -93,7 +93,14 @@ _SEND_NEW: Final = Claim(ClaimKind.SEND)
 
 def journal_key(sms_key: str | None, position: int) -> str:
     """The journal key of a message: its own key, else its position in the input."""
-    return f"k:{sms_key}" if sms_key is not None else f"p:{position}"
+    if sms_key is None:
+        return f"p:{position}"
+    return f"k:{_storable(sms_key)}"
+
+
+def _storable(text: str) -> str:
+    """``text`` as SQLite can store it: a lone surrogate (not UTF-8) as ``\\udc80``."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def fingerprint(phone_number: object, message: object) -> str:
@@ -321,7 +328,7 @@ class Journal:
     def _claim(
         self, conn: sqlite3.Connection, key: str, fingerprint: str, phone_number: object
     ) -> Claim:
-        phone = phone_number if isinstance(phone_number, str) else repr(phone_number)
+        phone = _storable(phone_number) if isinstance(phone_number, str) else repr(phone_number)
         inserted = conn.execute(
             "INSERT OR IGNORE INTO messages (key, state, run, fingerprint, phone_number) "
             "VALUES (?, 'attempting', ?, ?, ?)",

@@ -4,6 +4,7 @@
 - :mod:`._layer`: :class:`HttpLayer`, one API and one set of errors over either library;
 - :mod:`._aiohttp`: the aiohttp-backed transport for the fast send path;
 - :mod:`._body`: answers read as a stream, decoded within a limit (``BodyReader``);
+- :mod:`._secret`: header values whose ``repr`` hides them (the credential);
 - :mod:`._types`: the types of the HTTP options (either library's objects).
 """
 
@@ -13,6 +14,7 @@ from ._aiohttp import aiohttp_transport, is_direct
 from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._layer import Answer, HttpLayer, Target, parse_retry_after
 from ._library import HttpLibrary, library_of, load_library
+from ._secret import SecretStr
 from ._types import HttpClient, HttpLimits, HttpTimeout, HttpTransport, HttpTransportObject
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "HttpTimeout",
     "HttpTransport",
     "HttpTransportObject",
+    "SecretStr",
     "Target",
     "aiohttp_transport",
     "is_direct",

@@ -34,6 +34,7 @@ from vortext_async._errors import (
 
 from ._body import ACCEPT_ENCODING, BodyReader, body_limit, content_encoding
 from ._library import HttpLibrary, library_of, load_library
+from ._secret import as_bytes_headers
 from ._types import HttpClient
 
 __all__ = ["Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
@@ -191,7 +192,7 @@ class HttpLayer:
         if self._direct is not None:
             direct_url, direct_headers = self._direct.prepare(url, headers)
             return Target(method, url, direct_url, direct_headers)
-        return Target(method, url, self._lib.URL(url), self._lib.Headers(headers))
+        return Target(method, url, self._lib.URL(url), self._lib.Headers(as_bytes_headers(headers)))
 
     async def exchange(
         self,

@@ -10,13 +10,15 @@ Two formats, both UTF-8:
   "metadata": {...}, "key": ...}`` (``phoneNumber`` accepted; ``metadata`` and
   ``key`` optional; blank lines skipped; any other field is an error, to catch typos).
 
-Lines end with ``\n`` or ``\r\n``; a file whose first line ends with a lone ``\r``
+Lines end with ``\n`` or ``\r\n``; a CSV file whose first line ends with a lone ``\r``
 (old Mac style) has its lines split at every ``\r``.  Records are read one at a time
-as the job asks for them, never all at once.  A bad record (undecodable bytes, wrong
-number of CSV fields, a CSV field over :data:`CSV_FIELD_LIMIT` characters, a stray
-``\r`` in an unquoted CSV field, a missing phone number or message, JSON that is not
-an object or is nested too deeply, metadata that is not an object) does not stop the
-job: it is handed to ``on_bad_line`` as a FAILED :class:`SendResult` whose
+as the job asks for them, never all at once; a JSON Lines record longer than
+:data:`MAX_JSONL_LINE_BYTES` is a bad record, skipped without being read into memory
+whole.  A bad record (undecodable bytes, wrong number of CSV fields, a CSV field over
+:data:`CSV_FIELD_LIMIT` characters, a stray ``\r`` in an unquoted CSV field, a missing
+phone number or message, JSON that is not an object or is nested too deeply, metadata
+that is not an object) does not stop the job: it is handed to ``on_bad_line`` as a
+FAILED :class:`SendResult` whose
 error names the line, and reading goes on.  A record without a ``key`` gets
 ``"line N"`` (its first line's number) as its key, so a journal resumes correctly
 when the same file is read again, even after a bad line was fixed in place.
@@ -33,6 +35,7 @@ from typing import IO, Any, Final, Literal
 from vortext_async import BadLineError, InputFormatError, Outcome, SendResult, Sms
 
 __all__ = [
+    "MAX_JSONL_LINE_BYTES",
     "BadLineError",
     "InputFormat",
     "InputFormatError",
@@ -55,6 +58,11 @@ _BOM: Final = "\ufeff"
 CSV_FIELD_LIMIT: Final = csv.field_size_limit()
 """The longest CSV field read, in characters (the csv module's limit, 128 KiB); a
 longer one makes its record a bad line (no SMS text is anywhere near that long)."""
+MAX_JSONL_LINE_BYTES: Final = 1024 * 1024
+"""The longest JSON Lines record read (1 MiB); a longer line is a bad record, skipped
+in bounded memory.  A valid message and its metadata take far less (1,600
+characters and 8 KiB by default)."""
+_SKIP_CHUNK: Final = 64 * 1024
 
 
 OnBadLine = Callable[[SendResult], object]
@@ -87,18 +95,16 @@ def read_messages(
     Raises :class:`InputFormatError` before the first message for a file that cannot
     be read at all (CSV: no header, no ``phone_number`` or ``message`` column).
     """
-    lines = _Lines(stream)
     if fmt == "csv":
-        return _read_csv(lines, source, on_bad_line)
-    return _read_jsonl(lines, source, on_bad_line)
+        return _read_csv(_Lines(stream, cr_lines=True), source, on_bad_line)
+    return _read_jsonl(_Lines(stream, max_bytes=MAX_JSONL_LINE_BYTES), source, on_bad_line)
 
 
 def count_records(stream: IO[bytes], fmt: InputFormat) -> int:
     """How many records ``stream`` holds (good or bad), for a progress bar's total."""
-    lines = _Lines(stream)
     if fmt == "jsonl":
-        return sum(1 for text in lines if text.strip())
-    reader = csv.reader(lines)
+        return _count_lines(stream)
+    reader = csv.reader(_Lines(stream, cr_lines=True))
     rows = 0
     while True:
         try:
@@ -115,21 +121,44 @@ def count_records(stream: IO[bytes], fmt: InputFormat) -> int:
 # -- lines -------------------------------------------------------------------------
 
 
+def _count_lines(stream: IO[bytes]) -> int:
+    """Lines that are not blank, read in chunks: a huge line is never held whole."""
+    count = 0
+    filled = False  # the current line has something besides whitespace
+    while chunk := stream.read(_SKIP_CHUNK):
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            count += filled or bool(piece.strip())
+            filled = False
+        filled = filled or bool(rest.strip())
+    return count + filled
+
+
 class _Lines:
     """Decoded lines of a binary stream, with the numbers of the undecodable ones.
 
-    Lines end at ``\n`` (``\r\n`` included); when the first line end in the file is
-    a lone ``\r``, at every ``\r``, ``\n`` or ``\r\n``.
+    Lines end at ``\n`` (``\r\n`` included).  With ``cr_lines`` (CSV), when the first
+    line end in the file is a lone ``\r`` (old Mac style), at every ``\r``, ``\n`` or
+    ``\r\n``.  With ``max_bytes``, a longer line is not read whole: its number goes to
+    ``too_long``, it is yielded as an empty string, and the rest of it is skipped.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(
+        self, stream: IO[bytes], *, max_bytes: int | None = None, cr_lines: bool = False
+    ) -> None:
         self._stream = stream
+        self._max_bytes = max_bytes
+        self._cr_lines = cr_lines
         self.number = 0
         self.undecodable: set[int] = set()
+        self.too_long: set[int] = set()
 
     def _raw_lines(self) -> Iterator[bytes]:
+        if not self._cr_lines:
+            yield from self._bounded_lines()
+            return
         cr_only: bool | None = None
-        for raw in self._stream:
+        for raw in self._bounded_lines():
             if cr_only is None:
                 cr = raw.find(b"\r")
                 if cr == -1 and not raw.endswith(b"\n"):
@@ -140,6 +169,20 @@ class _Lines:
                 yield from raw.splitlines(keepends=True)
             else:
                 yield raw
+
+    def _bounded_lines(self) -> Iterator[bytes]:
+        limit = self._max_bytes
+        if limit is None:
+            yield from self._stream
+            return
+        readline = self._stream.readline
+        while raw := readline(limit + 1):
+            if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
+                while (rest := readline(_SKIP_CHUNK)) and not rest.endswith(b"\n"):
+                    pass
+                self.too_long.add(self.number + 1)
+                raw = b""
+            yield raw
 
     def __iter__(self) -> Iterator[str]:
         for raw in self._raw_lines():
@@ -262,6 +305,15 @@ def _cell(row: list[str], index: int) -> str:
 def _read_jsonl(lines: _Lines, source: str, on_bad_line: OnBadLine) -> Iterator[Sms]:
     for text in lines:
         number = lines.number
+        if number in lines.too_long:
+            lines.too_long.discard(number)
+            _report(
+                on_bad_line,
+                source,
+                number,
+                f"longer than {MAX_JSONL_LINE_BYTES:,} bytes: not read (a record is far smaller)",
+            )
+            continue
         if not text.strip():
             continue
         if lines.bad_between(number, number) is not None:
