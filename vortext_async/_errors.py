@@ -24,7 +24,9 @@ the package, and nothing here ever holds a credential::
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
-    └── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
+    ├── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
+    └── JournalError                  a bulk job's journal failed (SQLite file, PostgreSQL)
+        └── JournalBusyError          a SQLite journal is held by another running job
 
 Every send ends in one of three ways (see "Delivery guarantees" in the README):
 it returns a :class:`SentSms` (sent), raises :class:`UncertainSendError`
@@ -46,6 +48,8 @@ __all__ = [
     "HTTPStatusError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "JournalBusyError",
+    "JournalError",
     "LimiterUnavailableError",
     "NotFoundError",
     "PoolTimeoutError",
@@ -322,3 +326,32 @@ class LimiterUnavailableError(VortextError):
     def __init__(self, url: str, cause: BaseException) -> None:
         super().__init__(f"the rate limiter's Redis at {url} is unavailable: {cause}")
         self.url = url
+
+
+class JournalError(VortextError):
+    """A bulk job's journal cannot be opened, or failed during the job.
+
+    The job stops claiming messages at once; every message read has its result.
+    ``journal`` names the journal: a file path, or a PostgreSQL URL without its
+    password.
+    """
+
+    def __init__(self, journal: str, message: str) -> None:
+        super().__init__(f"the bulk job's journal {journal} {message}")
+        self.journal = journal
+
+
+class JournalBusyError(JournalError):
+    """A SQLite journal is held by another running job (one job per file at a time).
+
+    Raised before anything is sent.  ``holder`` says which process holds it, when known.
+    """
+
+    def __init__(self, journal: str, holder: str | None) -> None:
+        who = f" (held by {holder})" if holder else ""
+        super().__init__(
+            journal,
+            f"is in use by another running job{who}; nothing was sent. Wait for "
+            "that job to end, or give this job a journal of its own",
+        )
+        self.holder = holder
