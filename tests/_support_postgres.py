@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,11 +177,19 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(root: Path) -> Iterator[PostgresServer]:
-    """A started server in ``root``, stopped on exit."""
-    server = PostgresServer(root)
-    server.start()
+def running_postgres(*, fsync: bool = False) -> Iterator[PostgresServer]:
+    """A started server in a temporary directory of its own, stopped and removed on exit.
+
+    Not under pytest's ``tmp_path``: other pytest processes of the same user prune old
+    base directories, and the server's data must outlive them.
+    """
+    root = Path(tempfile.mkdtemp(prefix="vortext-postgres-"))
     try:
-        yield server
+        server = PostgresServer(root / "cluster", fsync=fsync)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
