@@ -22,7 +22,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 #: In this order; any other bench_*.py found runs after them.
-SUITE = ("bench_throughput.py", "bench_limiter.py", "bench_bulk.py", "bench_fastapi.py")
+SUITE = (
+    "bench_throughput.py",
+    "bench_limiter.py",
+    "bench_bulk.py",
+    "bench_journal.py",
+    "bench_fastapi.py",
+)
 
 
 def _benchmarks() -> list[Path]:

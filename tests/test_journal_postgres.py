@@ -137,7 +137,10 @@ async def test_a_message_a_live_host_holds_is_skipped_not_waited_on(url: str) ->
         # Settled by a host that is still running: still that host's to report.
         assert (await second.claim("k:a", FP, "+336")).kind is ClaimKind.ELSEWHERE
         assert (await first.claim("k:a", FP, "+336")).kind is ClaimKind.DUPLICATE
-    async with opened(url) as rerun:  # the first run ended: a rerun reports it
+        await first.aclose()
+        # The first host finished before the second: still not the second's to report.
+        assert (await second.claim("k:a", FP, "+336")).kind is ClaimKind.ELSEWHERE
+    async with opened(url) as rerun:  # both runs ended: a rerun reports it
         claim = await rerun.claim("k:a", FP, "+336")
         assert claim.kind is ClaimKind.SENT
         assert claim.message_id == "m-1"

@@ -13,10 +13,11 @@ psycopg 3 and its asyncio API).  Three tables, created on first use::
 (``INSERT ... ON CONFLICT DO NOTHING``); the transaction is committed before the
 claim's answer is given, so before the request can be written.  Rows that already
 exist are read with ``SELECT ... FOR UPDATE SKIP LOCKED``: a row another host is
-claiming right now, or one that a live run of the job holds, is skipped
-(:attr:`ClaimKind.ELSEWHERE`, not waited on: that host sends and reports it); a row
-left by a run that ended or died is judged as a rerun judges a SQLite row (sent,
-failed, uncertain) and taken over.
+claiming right now, or one that a run overlapping this one holds (live when this
+one started, or started since), is skipped (:attr:`ClaimKind.ELSEWHERE`, not waited
+on: that host sends and reports it); a row left by a run that had ended or died
+before this one started is judged as a rerun judges a SQLite row (sent, failed,
+uncertain) and taken over, so that a rerun reports the whole campaign.
 
 **Which runs are live.**  Each run holds a session-level advisory lock (class
 ``0x566F7274``, the run's number) on its connection for its whole life; PostgreSQL
@@ -109,6 +110,13 @@ SELECT objid::bigint FROM pg_locks
 WHERE locktype = 'advisory' AND granted AND classid = %s::bigint::oid AND objsubid = 2
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND objid::bigint = ANY(%s::bigint[])
+"""
+_LIVE_RUNS_OF_JOB: Final = """
+SELECT r.run FROM vortext_runs AS r
+JOIN pg_locks AS l ON l.locktype = 'advisory' AND l.granted AND l.classid = %s::bigint::oid
+    AND l.objsubid = 2 AND l.objid::bigint = r.run
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+WHERE r.job = %s AND r.run <> %s AND r.ended_at IS NULL
 """
 _TAKE_OVER: Final = """
 UPDATE vortext_messages AS m
@@ -233,6 +241,9 @@ class PostgresJournal:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._broken: JournalError | None = None
+        # Runs of this job that overlap this one (their rows are theirs to report), and
+        # runs that had ended or died before this one started (a rerun judges their rows).
+        self._siblings: set[int] = set()
         self._dead_runs: set[int] = set()
         #: This run's number (set by :meth:`open`).
         self.run = 0
@@ -265,6 +276,10 @@ class PostgresJournal:
                 self.run = int(row[0])
                 # Held by this session until the run ends or its connection dies.
                 await conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, self.run))
+                # The hosts already running this job: what they hold, they report, even
+                # once they have ended (a sibling that finishes first is no rerun).
+                cursor = await conn.execute(_LIVE_RUNS_OF_JOB, (LOCK_CLASS, self.job, self.run))
+                self._siblings = {int(row[0]) for row in await cursor.fetchall()}
         except self._psycopg.Error as error:
             await conn.close()
             raise JournalError(self._name, f"cannot be opened: {_first_line(error)}") from None
@@ -469,12 +484,15 @@ class PostgresJournal:
     ) -> dict[str, Claim]:
         cursor = await conn.execute(_EXISTING, (self.job, keys))
         rows = await cursor.fetchall()
-        other_runs = {row[2] for row in rows if row[2] != self.run} - self._dead_runs
-        live: set[int] = set()
-        if other_runs:
-            found = await conn.execute(_LIVE_RUNS, (LOCK_CLASS, sorted(other_runs)))
+        unknown = {row[2] for row in rows} - self._siblings - self._dead_runs - {self.run}
+        self._siblings |= {run for run in unknown if run > self.run}  # started after this one
+        unknown = {run for run in unknown if run < self.run}
+        if unknown:
+            found = await conn.execute(_LIVE_RUNS, (LOCK_CLASS, sorted(unknown)))
             live = {int(row[0]) for row in await found.fetchall()}
-            self._dead_runs |= other_runs - live
+            self._siblings |= live
+            self._dead_runs |= unknown - live
+        live = self._siblings
         decided: dict[str, Claim] = {}
         take_over: list[str] = []
         adopt: list[str] = []
@@ -483,7 +501,7 @@ class PostgresJournal:
                 decided[key] = _DUPLICATE
                 continue
             if run in live:
-                decided[key] = _ELSEWHERE  # a live host of this job has it
+                decided[key] = _ELSEWHERE  # another host running this job has it
                 continue
             claim = decide(
                 state,
