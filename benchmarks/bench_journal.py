@@ -7,6 +7,8 @@ host is a process of its own sending through a real ``VortextClient`` with
 ``send_bulk``.  A throwaway PostgreSQL is started here (``initdb`` as in the tests,
 ``fsync=on`` so that its commits are as durable as SQLite's ``synchronous=FULL``).
 
+- ``no journal``: each host sends its own share without a journal (what the
+  server and the client cost; the journals add to it);
 - ``sqlite``: the baseline.  A SQLite journal cannot be shared, so each host sends
   its own third of the campaign with its own journal file (what one would do today).
 - ``postgres``: every host reads the whole campaign and shares one PostgreSQL
@@ -59,7 +61,11 @@ async def host(
     ) as client:
         began = time.perf_counter()
         job = send_bulk(
-            client, messages(start, stop), concurrency=concurrency, journal=journal, job=job_name
+            client,
+            messages(start, stop),
+            concurrency=concurrency,
+            journal=journal if journal != "-" else None,  # "-": no journal
+            job=job_name,
         )
         async for _ in job:
             pass
@@ -215,6 +221,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, running_postgres(fsync=True) as server:
         sqlite = [str(Path(tmp) / f"host{i}.db") for i in range(hosts)]
+        none = ["-"] * hosts
+        rows.append(
+            scenario("no journal (own share)", count, hosts, concurrency, none, shared=False)
+        )
         rows.append(scenario("sqlite (own share)", count, hosts, concurrency, sqlite, shared=False))
         shared = [server.url] * hosts
         rows.append(scenario("postgres (shared)", count, hosts, concurrency, shared, shared=True))
@@ -230,13 +240,13 @@ def main() -> None:
                 job_name="bench-small",  # the same database, a job of its own
             )
         )
-    base = rows[0]["wall"]
+    base = rows[1]["wall"]
     print(
         f"\n{'':28}{'wall s':>8}{'msg/s':>8}{'x sqlite':>9}{'RSS MB':>8}"
         f"{'doubles':>8}{'accounted':>18}{'skipped':>9}"
     )
     for row in rows:
-        ratio = f"{row['wall'] / base:.2f}" if row["count"] == rows[0]["count"] else "-"
+        ratio = f"{row['wall'] / base:.2f}" if row["count"] == count else "-"
         accounted = f"{row['accounted']:,}/{row['count']:,}"
         print(
             f"{row['name']:28}{row['wall']:8.1f}{row['rate']:8.0f}{ratio:>9}"
