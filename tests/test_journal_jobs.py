@@ -14,7 +14,7 @@ import pytest
 
 from vortext_async import JournalBusyError, Outcome, RetryPolicy, SendResult, Sms, VortextClient
 from vortext_async._bulk import BulkJob, send_bulk
-from vortext_async._journal import ClaimKind, Journal, fingerprint, journal_status
+from vortext_async._journal import ClaimKind, Journal, fingerprint, journal_jobs, journal_status
 from vortext_async.emulator import Emulator
 from vortext_async.testing import emulator_client
 
@@ -120,6 +120,8 @@ async def test_keys_are_unique_per_job_and_a_rerun_sees_only_its_own_job(
     assert status.counts == {"attempting": 0, "sent": 1, "failed": 0, "uncertain": 0}
     assert [run.pid for run in status.runs] == [run.pid for run in status.runs if run.pid]
     assert len(status.runs) == 1
+    sent_one = {"attempting": 0, "sent": 1, "failed": 0, "uncertain": 0}
+    assert await journal_jobs(path) == {"monday": sent_one, "tuesday": sent_one}
 
 
 async def test_a_journal_of_schema_version_1_keeps_its_rows_as_the_default_job(

@@ -22,7 +22,7 @@ from _support_postgres import SKIP_REASON, PostgresServer, find_postgres_bin, ru
 
 from vortext_async import JournalError, Outcome, RetryPolicy, SendResult, Sms, VortextClient
 from vortext_async._bulk import BulkJob, send_bulk
-from vortext_async._journal import ClaimKind, fingerprint, journal_status
+from vortext_async._journal import ClaimKind, fingerprint, journal_jobs, journal_status
 
 pytestmark = [
     pytest.mark.skipif(find_postgres_bin() is None, reason=SKIP_REASON),
@@ -153,6 +153,8 @@ async def test_keys_are_unique_per_job(url: str) -> None:
     status = await journal_status(url, "a")
     assert status.counts["attempting"] == 1
     assert status.total == 1
+    one = {"attempting": 1, "sent": 0, "failed": 0, "uncertain": 0}
+    assert await journal_jobs(url) == {"a": one, "b": one}
 
 
 async def test_a_dead_hosts_claims_stay_uncertain_and_say_whose_they_were(url: str) -> None:

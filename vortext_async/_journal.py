@@ -58,6 +58,7 @@ __all__ = [
     "JournalBackend",
     "JournalStatus",
     "fingerprint",
+    "journal_jobs",
     "journal_key",
     "journal_status",
     "make_journal",
@@ -303,15 +304,46 @@ async def journal_status(journal: str | os.PathLike[str], job: str = DEFAULT_JOB
     return await asyncio.to_thread(_sqlite_status, os.fspath(journal), job)
 
 
-def _sqlite_status(path: str, job: str) -> JournalStatus:
+async def journal_jobs(journal: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
+    """Every job a journal holds (either kind), with its messages per state."""
+    if is_postgres_url(journal):
+        from ._journal_postgres import postgres_jobs
+
+        return await postgres_jobs(str(journal))
+    return await asyncio.to_thread(_sqlite_jobs, os.fspath(journal))
+
+
+def _read_sqlite(path: str) -> sqlite3.Connection:
     if not os.path.exists(path):
         raise JournalError(path, "does not exist")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != _SCHEMA_VERSION:
+        conn.close()
+        raise JournalError(path, f"is of schema version {version}, not {_SCHEMA_VERSION}")
+    return conn
+
+
+def _sqlite_jobs(path: str) -> dict[str, dict[str, int]]:
+    conn = _read_sqlite(path)
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != _SCHEMA_VERSION:
-            raise JournalError(path, f"is of schema version {version}, not {_SCHEMA_VERSION}")
-        counts = dict.fromkeys(("attempting", "sent", "failed", "uncertain"), 0)
+        jobs: dict[str, dict[str, int]] = {}
+        for job, state, count in conn.execute(
+            "SELECT job, state, count(*) FROM messages GROUP BY job, state ORDER BY job"
+        ):
+            jobs.setdefault(job, dict.fromkeys(_STATES, 0))[state] = count
+    finally:
+        conn.close()
+    return jobs
+
+
+_STATES: Final = ("attempting", "sent", "failed", "uncertain")
+
+
+def _sqlite_status(path: str, job: str) -> JournalStatus:
+    conn = _read_sqlite(path)
+    try:
+        counts = dict.fromkeys(_STATES, 0)
         for state, count in conn.execute(
             "SELECT state, count(*) FROM messages WHERE job = ? GROUP BY state", (job,)
         ):

@@ -617,6 +617,30 @@ async def postgres_status(url: str, job: str) -> JournalStatus:
     )
 
 
+async def postgres_jobs(url: str) -> dict[str, dict[str, int]]:
+    """Every job in a PostgreSQL journal, with its messages per state (read only)."""
+    name = redact_url(url)
+    conn = await _connect(url, name, 10.0)
+    psycopg = _import_psycopg()
+    try:
+        cursor = await conn.execute("SELECT to_regclass('vortext_messages')")
+        row = await cursor.fetchone()
+        if row is None or row[0] is None:
+            raise JournalError(name, "holds no bulk journal (no vortext_messages table)")
+        cursor = await conn.execute(
+            "SELECT job, state, count(*) FROM vortext_messages GROUP BY job, state ORDER BY job"
+        )
+        jobs: dict[str, dict[str, int]] = {}
+        for job, state, count in await cursor.fetchall():
+            states = ("attempting", "sent", "failed", "uncertain")
+            jobs.setdefault(job, dict.fromkeys(states, 0))[state] = int(count)
+    except psycopg.Error as error:
+        raise JournalError(name, f"cannot be read: {_first_line(error)}") from None
+    finally:
+        await conn.close()
+    return jobs
+
+
 def _deliver(results: list[_Result]) -> None:
     for future, value, error in results:
         if future is None or future.done():
