@@ -232,6 +232,40 @@ async def test_a_lost_connection_fails_every_claim_at_once(url: str) -> None:
             await later
 
 
+async def test_hosts_claiming_in_different_orders_never_deadlock_or_share_a_message(
+    url: str,
+) -> None:
+    import random
+
+    keys = [f"k:{n}" for n in range(3000)]
+    journals = [PostgresJournal(url) for _ in range(3)]
+    for journal in journals:
+        await journal.open()
+
+    async def host(journal: PostgresJournal, order: list[str]) -> list[str]:
+        mine: list[str] = []
+
+        async def one(key: str) -> None:
+            claim = await journal.claim(key, FP, "+336")
+            if claim.kind is ClaimKind.SEND:
+                mine.append(key)
+                await journal.settle(key, "sent", message_id=key)
+
+        for start in range(0, len(order), 64):  # 64 claims in flight, like a job
+            await asyncio.gather(*(one(key) for key in order[start : start + 64]))
+        return mine
+
+    orders = [keys, keys[::-1], random.Random(7).sample(keys, len(keys))]
+    try:
+        claimed = await asyncio.gather(*map(host, journals, orders))
+    finally:
+        for journal in journals:
+            await journal.aclose()
+    every = [key for mine in claimed for key in mine]
+    assert sorted(every) == sorted(keys)  # each claimed by exactly one host
+    assert all(claimed)
+
+
 # -- send_bulk on a shared journal, in one process ------------------------------------------
 
 
