@@ -40,7 +40,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 from vortext_async import RetryPolicy, Sms, VortextClient  # noqa: E402
 from vortext_async._bulk import send_bulk  # noqa: E402
@@ -207,7 +206,7 @@ def main() -> None:
         asyncio.run(host(url, journal, int(start), int(stop), int(concurrency), job_name))
         return
 
-    from _support_postgres import SKIP_REASON, find_postgres_bin, running_postgres
+    from tests.support.postgres_server import SKIP_REASON, find_postgres_bin, running_postgres
 
     count = args.count or (3_000 if args.quick else 100_000)
     hosts, concurrency = args.hosts, args.concurrency

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from vortext_async._limiter import RateLimit, RateLimiter
 
@@ -153,7 +152,7 @@ def redis_worker(url: str, seconds: float) -> None:
 
 
 def redis_rates(seconds: float) -> dict[int, float]:
-    from _support_redis import redis_server
+    from tests.support.redis_server import redis_server
 
     rates = {}
     with redis_server() as server:

@@ -95,7 +95,7 @@ def raw_httpx(library: str, *, transport: str = "httpcore") -> Case:
             module = "httpx_aiohttp" if library == "httpx" else "httpx_aiohttp.httpx2"
             options["transport"] = importlib.import_module(module).AiohttpTransport()
         elif transport == "aiohttp":
-            from vortext_async._transport import aiohttp_transport
+            from vortext_async._http import aiohttp_transport
 
             options["transport"] = aiohttp_transport(lib)
         client = await stack.enter_async_context(lib.AsyncClient(**options))
@@ -114,7 +114,7 @@ def vortext(library: str, *, transport: str | None = None) -> Case:
     async def case(url: str, stack: AsyncExitStack) -> Send:
         options: dict[str, Any] = {}
         if transport == "aiohttp":
-            from vortext_async._transport import aiohttp_transport
+            from vortext_async._http import aiohttp_transport
 
             options["transport"] = aiohttp_transport(importlib.import_module(library))
         client = VortextClient("bench", "bench", base_url=url, http_library=library, **options)

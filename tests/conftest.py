@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-LIBRARY = os.environ.get("VORTEXT_TEST_HTTP_LIBRARY", "auto")
-if LIBRARY == "auto":
-    LIBRARY = "httpx2" if importlib.util.find_spec("httpx2") else "httpx"
+from tests.support.library import LIBRARY
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +31,3 @@ Handler = Callable[[Any], Any]
 def mock_transport(httplib: ModuleType) -> Callable[[Handler], Any]:
     """``mock_transport(handler)``: the library's own MockTransport (respx is httpx-only)."""
     return lambda handler: httplib.MockTransport(handler)
-
-
-requires_httpx = pytest.mark.skipif(LIBRARY != "httpx", reason="respx patches httpx only")

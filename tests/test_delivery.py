@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 import pytest
-from _support_clock import RecordingClock
-from _support_faults import Fault, FaultServer, Received, refused_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.clock import RecordingClock
+from tests.support.faults import Fault, FaultServer, Received, refused_url
 from vortext_async import (
     BadRequestError,
     ConnectError,

@@ -1,21 +1,34 @@
 """Asyncio client for Vortext, the SMS gateway of cegedim.cloud.
 
-Everything public is importable from here; the submodules ``webhooks``,
-``emulator``, ``testing``, ``fastapi`` and ``redis`` hold the optional parts and are
-imported only when used.
+Everything public is importable from here; the public submodules ``webhooks``,
+``emulator``, ``testing``, ``fastapi`` and ``cli`` hold the optional parts and are
+imported only when used.  The Redis-backed limiter is :class:`RedisRateLimiter`
+(``redis`` extra).
 """
 
 from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
-from ._bulk import BulkJob, BulkProgress, BulkSummary, send_bulk
+from ._bulk import (
+    BulkJob,
+    BulkProgress,
+    BulkSummary,
+    JournalRun,
+    JournalStatus,
+    journal_jobs,
+    journal_status,
+    send_bulk,
+)
 from ._client import DEFAULT_TIMEOUT, VortextClient
 from ._clock import Clock, MonotonicClock
 from ._errors import (
     AuthenticationError,
+    BadLineError,
     BadRequestError,
     ClientClosedError,
     ConfigurationError,
     ConnectError,
     HTTPStatusError,
+    InputFormatError,
+    InvalidPushError,
     InvalidRequestError,
     InvalidResponseError,
     JournalBusyError,
@@ -33,6 +46,7 @@ from ._errors import (
     VortextError,
     WaitBudgetExceededError,
 )
+from ._http import aiohttp_transport
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
     Outcome,
@@ -46,7 +60,6 @@ from ._models import (
 )
 from ._redis_limiter import RedisRateLimiter
 from ._retry import RetryEvent, RetryPolicy
-from ._transport import aiohttp_transport
 from ._version import __version__
 
 __all__ = [
@@ -57,16 +70,21 @@ __all__ = [
     "BulkJob",
     "BulkProgress",
     "BulkSummary",
+    "BadLineError",
     "BadRequestError",
     "ClientClosedError",
     "Clock",
     "ConfigurationError",
     "ConnectError",
     "HTTPStatusError",
+    "InputFormatError",
+    "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
     "JournalBusyError",
     "JournalError",
+    "JournalRun",
+    "JournalStatus",
     "Limiter",
     "LimiterState",
     "LimiterUnavailableError",
@@ -100,5 +118,7 @@ __all__ = [
     "WindowState",
     "__version__",
     "aiohttp_transport",
+    "journal_jobs",
+    "journal_status",
     "send_bulk",
 ]

@@ -16,10 +16,11 @@ import logging
 import os
 import platform
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from . import _api
+from ._bulk import BulkJob, send_bulk
 from ._clock import Clock, MonotonicClock
 from ._converter import decode, encode_sms, structure
 from ._errors import (
@@ -36,24 +37,21 @@ from ._errors import (
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
-    VortextError,
 )
 from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
+from ._outcome import outcome_of
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._validation import check_sms
 from ._version import __version__
-
-if TYPE_CHECKING:
-    from ._bulk import BulkJob
 
 __all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
 
 logger = logging.getLogger("vortext_async")
 
-#: Seconds for each phase of a request: a short connect, a finite read.
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
+"""Seconds for each phase of a request: a short connect, a finite read."""
 
 
 class _Default:
@@ -297,8 +295,6 @@ class VortextClient:
         ``async for result in client.send_bulk(messages, concurrency=64, journal=path)``
         yields one :class:`SendResult` per message, as each finishes.
         """
-        from ._bulk import send_bulk
-
         return send_bulk(self, messages, **options)
 
     async def aclose(self, *, grace: float | None = None) -> None:
@@ -554,9 +550,4 @@ def _result_of(sms: Sms, task: asyncio.Task[SentSms]) -> SendResult:
     error = task.exception()
     if error is None:
         return SendResult(sms, Outcome.SENT, sent=task.result())
-    outcome = (
-        Outcome.FAILED
-        if isinstance(error, VortextError) and error.certainly_not_sent
-        else Outcome.UNCERTAIN
-    )
-    return SendResult(sms, outcome, error=error)
+    return SendResult(sms, outcome_of(error), error=error)

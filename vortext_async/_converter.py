@@ -26,6 +26,7 @@ from ._models import PushReply, PushResponse, SentSms, ServiceStatus, Sms, SmsDe
 __all__ = [
     "converter",
     "decode",
+    "describe_error",
     "encode_sms",
     "format_date",
     "parse_date",
@@ -137,7 +138,7 @@ def _format_exception(error: BaseException, type_: Any) -> str:
 _PATH = re.compile(r"@ (\$\S*)")
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     if not isinstance(error, cattrs.BaseValidationError):
         return str(error)
     # cattrs names Python attributes in its paths; speak of the wire's names instead.
@@ -159,7 +160,7 @@ def structure(data: Any, cls: type[T], *, body: bytes | str, what: str) -> T:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as error:
         raise InvalidResponseError(
-            f"{what} does not have the expected shape: {_describe(error)}", body=body
+            f"{what} does not have the expected shape: {describe_error(error)}", body=body
         ) from None
 
 

@@ -7,6 +7,7 @@ the package, and nothing here ever holds a credential::
     VortextError
     ├── ConfigurationError            bad client settings (ValueError)
     ├── InvalidRequestError           bad input to a call, before anything is sent (ValueError)
+    │   └── BadLineError              one bad record of a bulk input file (command line)
     ├── TransportError                the HTTP exchange itself failed
     │   ├── ConnectError              no connection could be made (never sent)
     │   ├── PoolTimeoutError          no pooled connection in time (never sent)
@@ -20,13 +21,15 @@ the package, and nothing here ever holds a credential::
     │   ├── ServerError               5xx
     │   └── UnexpectedStatusError     anything else
     ├── InvalidResponseError          a 2xx answer we cannot read (not JSON, wrong shape)
-    ├── InvalidPushError              a PUSH body that is not what Vortext sends (in webhooks)
+    ├── InvalidPushError              a PUSH body that is not what Vortext sends (ValueError)
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
     ├── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
     └── JournalError                  a bulk job's journal failed (SQLite file, PostgreSQL)
         └── JournalBusyError          a SQLite journal is held by another running job
+
+    InputFormatError (ValueError)     a bulk input file that cannot be read at all
 
 Every send ends in one of three ways (see "Delivery guarantees" in the README):
 it returns a :class:`SentSms` (sent), raises :class:`UncertainSendError`
@@ -41,11 +44,14 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "BadLineError",
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
     "ConnectError",
     "HTTPStatusError",
+    "InputFormatError",
+    "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
     "JournalBusyError",
@@ -81,8 +87,19 @@ class VortextError(Exception):
     failed before any request); it is set by the retry layer.
     """
 
-    #: True when the server certainly did not accept an SMS because of this failure.
     certainly_not_sent: bool = True
+    """True when the server certainly did not accept an SMS because of this failure."""
+    transient: bool = False
+    """True when the same request may succeed later (a read is retried then)."""
+    safe_to_resend: bool = False
+    """True when a send that failed so may be sent again: the server certainly did not
+    process it and a later attempt may go through (a connect failure, a pool timeout,
+    a 429, a 503)."""
+    about_the_message: bool = False
+    """True when the message itself was refused (bad input, a 400): sending it again
+    would fail again."""
+    retry_after: float | None = None
+    """The server's ``Retry-After`` in seconds, when it sent one we could read."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -106,10 +123,46 @@ class InvalidRequestError(VortextError, ValueError):
     ``value`` is the offending value.
     """
 
+    about_the_message = True
+
     def __init__(self, field: str, value: object, reason: str) -> None:
         super().__init__(f"invalid {field} {value!r}: {reason}")
         self.field = field
         self.value = value
+        self.reason = reason
+
+
+class BadLineError(InvalidRequestError):
+    """One record of a bulk input file is invalid; the job goes on without it.
+
+    ``line`` is the number (from 1) of the record's first line in ``source``.
+    """
+
+    def __init__(self, source: str, line: int, reason: str) -> None:
+        super().__init__(f"line {line}", line, reason)
+        self.message = f"{source}, line {line}: {reason}"
+        self.source = source
+        self.line = line
+
+
+class InputFormatError(ValueError):
+    """A bulk input file as a whole cannot be read (no header, a required column missing...).
+
+    A ``ValueError`` only (not a :class:`VortextError`): it stops the command line's
+    ``bulk`` before any message is read.
+    """
+
+
+class InvalidPushError(VortextError, ValueError):
+    """A PUSH body that is not what Vortext sends.
+
+    ``reason`` says what was wrong: which field (by its wire path, such as
+    ``$.response.answeredAt``) and which value.  The body itself is not kept: it
+    holds a person's reply.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid PUSH body: {reason}")
         self.reason = reason
 
 
@@ -123,6 +176,8 @@ class TransportError(VortextError):
     only when the failure certainly happened before anything was written.
     """
 
+    transient = True
+
     def __init__(self, message: str, *, method: str, url: str, request_sent: bool) -> None:
         super().__init__(f"{method} {url}: {message}")
         self.method = method
@@ -134,12 +189,16 @@ class TransportError(VortextError):
 class ConnectError(TransportError):
     """No connection could be opened (refused, unreachable, TLS or connect timeout)."""
 
+    safe_to_resend = True
+
     def __init__(self, message: str, *, method: str, url: str) -> None:
         super().__init__(message, method=method, url=url, request_sent=False)
 
 
 class PoolTimeoutError(TransportError):
     """No connection of the pool became free in time; the request was never written."""
+
+    safe_to_resend = True
 
     def __init__(self, message: str, *, method: str, url: str) -> None:
         super().__init__(message, method=method, url=url, request_sent=False)
@@ -154,6 +213,13 @@ class ProtocolError(TransportError):
 
 
 # -- HTTP answers -----------------------------------------------------------------
+
+_TRANSIENT_4XX = frozenset({408, 429})
+"""Statuses below 500 that a later identical request may not get (timeout, rate limit)."""
+_NOT_ABOUT_THE_MESSAGE_4XX = frozenset({401, 403, 404, 408, 409, 425, 429})
+"""4xx statuses that say nothing against the message itself: the credentials, the resource, the
+timing or the rate were refused, so a later run may send it.
+"""
 
 
 class HTTPStatusError(VortextError):
@@ -181,6 +247,10 @@ class HTTPStatusError(VortextError):
         self.url = url
         self.headers = dict(headers)
         self.body = body
+        self.transient = status_code in _TRANSIENT_4XX or status_code >= 500
+        self.about_the_message = (
+            400 <= status_code < 500 and status_code not in _NOT_ABOUT_THE_MESSAGE_4XX
+        )
 
     def json(self) -> Any:
         """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
@@ -191,6 +261,21 @@ class HTTPStatusError(VortextError):
 
 class BadRequestError(HTTPStatusError):
     """400 or 422: the server rejected the request's content; it was not sent."""
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        explanation: str = "",
+    ) -> None:
+        super().__init__(
+            status_code, method=method, url=url, headers=headers, body=body, explanation=explanation
+        )
+        self.about_the_message = True
 
 
 class AuthenticationError(HTTPStatusError):
@@ -207,6 +292,8 @@ class RateLimitedError(HTTPStatusError):
     ``retry_after`` is the server's ``Retry-After`` in seconds, or ``None`` when it
     sent none (or one we could not read).
     """
+
+    safe_to_resend = True
 
     def __init__(
         self,
@@ -253,6 +340,7 @@ class ServerError(HTTPStatusError):
             status_code, method=method, url=url, headers=headers, body=body, explanation=explanation
         )
         self.certainly_not_sent = certainly_not_sent
+        self.safe_to_resend = certainly_not_sent
         self.retry_after = retry_after
 
 

@@ -109,12 +109,12 @@ class PushResponse:
 class Outcome(enum.Enum):
     """How a send ended (see "Delivery guarantees" in the README)."""
 
-    #: The server accepted the SMS and gave its message id.
     SENT = "sent"
-    #: The server certainly did not accept it.
+    """The server accepted the SMS and gave its message id."""
     FAILED = "failed"
-    #: The request may have reached the server; we cannot know.  Never resent by default.
+    """The server certainly did not accept it."""
     UNCERTAIN = "uncertain"
+    """The request may have reached the server; we cannot know.  Never resent by default."""
 
 
 @attrs.frozen

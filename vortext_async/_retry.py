@@ -22,17 +22,7 @@ import attrs
 import tenacity
 
 from ._clock import Clock
-from ._errors import (
-    ConfigurationError,
-    ConnectError,
-    HTTPStatusError,
-    PoolTimeoutError,
-    RateLimitedError,
-    ServerError,
-    TransportError,
-    UncertainSendError,
-    VortextError,
-)
+from ._errors import ConfigurationError, UncertainSendError, VortextError
 
 __all__ = ["RetryEvent", "RetryPolicy", "call_with_retries", "should_retry"]
 
@@ -68,29 +58,27 @@ def _flag(_instance: object, attribute: attrs.Attribute[bool], value: bool) -> N
 
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How hard to try: every number of the retry layer, in one place.
-
-    - ``attempts``: requests per call at most (1: no retries);
-    - ``timeout``: seconds per call, waits included (``math.inf``: none).  It is
-      checked before each wait: no wait is started that would end past it, and an
-      attempt in flight is never cut by it (the HTTP timeouts bound each attempt);
-    - ``initial_wait``, ``max_wait``: exponential backoff, ``initial_wait`` doubled
-      after each failure, plus a random jitter of up to ``jitter`` **seconds**, the
-      whole wait capped at ``max_wait``;
-    - ``max_retry_after``: a server's ``Retry-After`` (429, or 503) is waited exactly,
-      up to this many seconds; a longer one raises at once, its value on the error
-      (``retry_after``);
-    - ``retry_uncertain_sends``: also resend sends that may have been accepted
-      (at-least-once: **may send an SMS twice**).
-    """
+    """How hard to try: every number of the retry layer, in one place."""
 
     attempts: int = attrs.field(default=5, validator=_attempts)
+    """Requests per call at most (1: no retries)."""
     timeout: float = attrs.field(default=60.0, validator=_seconds)
+    """Seconds per call, waits included (``math.inf``: none).  It is checked before each
+    wait: no wait is started that would end past it, and an attempt in flight is never
+    cut by it (the HTTP timeouts bound each attempt)."""
     initial_wait: float = attrs.field(default=0.25, validator=_seconds)
+    """The first backoff wait in seconds, doubled after each failure, plus a random jitter
+    of up to ``jitter`` **seconds**, the whole wait capped at ``max_wait``."""
     max_wait: float = attrs.field(default=10.0, validator=_seconds)
+    """The longest backoff wait in seconds, jitter included."""
     jitter: float = attrs.field(default=1.0, validator=_seconds)
+    """Seconds of random jitter added to each backoff wait, at most."""
     max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
+    """A server's ``Retry-After`` (429, or 503) is waited exactly, up to this many
+    seconds; a longer one raises at once, its value on the error (``retry_after``)."""
     retry_uncertain_sends: bool = attrs.field(default=False, validator=_flag)
+    """Also resend sends that may have been accepted (at-least-once: **may send an SMS
+    twice**)."""
 
     @classmethod
     def no_retries(cls) -> RetryPolicy:
@@ -122,30 +110,26 @@ class RetryEvent:
 def should_retry(error: BaseException, operation: Operation, policy: RetryPolicy) -> bool:
     """Whether ``error`` allows another attempt of ``operation`` (time and count aside).
 
-    A send only when it certainly did not go out: a connect failure, a pool timeout,
-    a 429 or a 503; an uncertain one only with ``policy.retry_uncertain_sends``.
-    A read on any transient failure: any transport error, 408, 429, 5xx.
+    The error says it (the HTTP layer sets the facts where it raises): a send only
+    when it is :attr:`~VortextError.safe_to_resend` (it certainly did not go out: a
+    connect failure, a pool timeout, a 429 or a 503); an uncertain one only with
+    ``policy.retry_uncertain_sends``.  A read when the error is
+    :attr:`~VortextError.transient` (any transport error, 408, 429, 5xx).
     """
     if not isinstance(error, VortextError):
         return False
     if operation == "send":
         if isinstance(error, UncertainSendError):
             return policy.retry_uncertain_sends
-        return error.certainly_not_sent and isinstance(
-            error, ConnectError | PoolTimeoutError | RateLimitedError | ServerError
-        )
-    if isinstance(error, TransportError):
-        return True
-    return isinstance(error, HTTPStatusError) and (
-        error.status_code in (408, 429) or error.status_code >= 500
-    )
+        return error.safe_to_resend
+    return error.transient
 
 
 def _retry_after(error: BaseException | None) -> float | None:
     """The server's ``Retry-After`` carried by ``error`` (or by the cause of an uncertain send)."""
     if isinstance(error, UncertainSendError):
         error = error.cause
-    value = getattr(error, "retry_after", None)
+    value = error.retry_after if isinstance(error, VortextError) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         return None
     return float(value)
@@ -203,22 +187,11 @@ async def _retry(
 ) -> T:
     """The slow path: tenacity, fed the first attempt's failure as its attempt 1."""
 
-    def wait(state: tenacity.RetryCallState) -> float:
-        # tenacity computes the wait before asking ``stop`` (which reads it).
-        retry_after = _retry_after(state.outcome.exception() if state.outcome else None)
-        if retry_after is not None:
-            return retry_after
-        return policy.backoff(state.attempt_number, rng)
-
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= policy.attempts:
-            return True
-        retry_after = _retry_after(state.outcome.exception() if state.outcome else None)
-        if retry_after is not None and retry_after > policy.max_retry_after:
-            return True
-        return (
-            deadline is not None and clock.now_ns() + round(state.upcoming_sleep * _NS) > deadline
-        )
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(
+        policy.attempts
+    ) | _StopOnLongRetryAfter(policy.max_retry_after)
+    if deadline is not None:
+        stop = stop | _StopPastDeadline(clock, deadline)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         # Only called when a retry will happen (after ``stop`` said go on).
@@ -244,7 +217,7 @@ async def _retry(
 
     retrying = tenacity.AsyncRetrying(
         stop=stop,
-        wait=wait,
+        wait=_WaitRetryAfterOrBackoff(policy, rng),
         retry=tenacity.retry_if_exception(lambda error: should_retry(error, operation, policy)),
         before_sleep=before_sleep,
         sleep=clock.sleep,
@@ -263,3 +236,44 @@ async def _retry(
         error.attempts = made
         raise
     raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
+
+
+def _last_error(state: tenacity.RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
+
+
+class _WaitRetryAfterOrBackoff(tenacity.wait.wait_base):
+    """The server's ``Retry-After`` exactly when it gave one, else the policy's backoff."""
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+        self.policy = policy
+        self.rng = rng
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        # tenacity computes the wait before asking ``stop`` (which reads it).
+        retry_after = _retry_after(_last_error(retry_state))
+        if retry_after is not None:
+            return retry_after
+        return self.policy.backoff(retry_state.attempt_number, self.rng)
+
+
+class _StopOnLongRetryAfter(tenacity.stop.stop_base):
+    """Stop at once when the server asks for a longer wait than ``max_retry_after``."""
+
+    def __init__(self, max_retry_after: float) -> None:
+        self.max_retry_after = max_retry_after
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        retry_after = _retry_after(_last_error(retry_state))
+        return retry_after is not None and retry_after > self.max_retry_after
+
+
+class _StopPastDeadline(tenacity.stop.stop_base):
+    """Stop before a wait that would end past ``deadline`` (ns on ``clock``)."""
+
+    def __init__(self, clock: Clock, deadline: int) -> None:
+        self.clock = clock
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock.now_ns() + round(retry_state.upcoming_sleep * _NS) > self.deadline

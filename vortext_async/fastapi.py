@@ -60,10 +60,10 @@ __all__ = [
 
 logger = logging.getLogger("vortext_async.fastapi")
 
-#: Where the client lives on the app: ``request.app.state.vortext_client``.
 STATE_ATTRIBUTE = "vortext_client"
-#: A Redis URL here makes every worker of the app share the account's caps.
+"""Where the client lives on the app: ``request.app.state.vortext_client``."""
 REDIS_URL_ENV = "VORTEXT_REDIS_URL"
+"""A Redis URL here makes every worker of the app share the account's caps."""
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
@@ -135,8 +135,8 @@ def get_vortext_client(request: Request) -> VortextClient:
     return client  # type: ignore[no-any-return]
 
 
-#: ``client: VortextClientDep`` in an endpoint's parameters gives the shared client.
 VortextClientDep = Annotated[VortextClient, Depends(get_vortext_client)]
+"""``client: VortextClientDep`` in an endpoint's parameters gives the shared client."""
 
 
 def _retry_after(seconds: float) -> dict[str, str]:

@@ -15,16 +15,13 @@ no socket), ``vortext_emulator_url`` (the same emulator served on loopback).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._virtual_clock import VirtualClock
-from .emulator import Emulator, serve_emulator
-
-if TYPE_CHECKING:
-    from ._client import VortextClient
+from vortext_async import VortextClient
+from vortext_async._http import load_library
+from vortext_async._virtual_clock import VirtualClock
+from vortext_async.emulator import Emulator, serve_emulator
 
 __all__ = [
     "EMULATOR_BASE_URL",
@@ -34,11 +31,11 @@ __all__ = [
     "emulator_client",
 ]
 
-#: The credentials of the fixtures' emulator.
 EMULATOR_USERNAME = "demo"
+"""The credentials of the fixtures' emulator."""
 EMULATOR_PASSWORD = "demo"
-#: The base URL of an in-process client (never resolved: requests go to the app).
 EMULATOR_BASE_URL = "http://emulator.invalid"
+"""The base URL of an in-process client (never resolved: requests go to the app)."""
 
 
 def emulator_client(
@@ -54,18 +51,14 @@ def emulator_client(
     ASGI transport comes from the HTTP library the client uses (``http_library``
     option: ``"auto"`` picks httpx2 when installed, like the client).
     """
-    from ._client import VortextClient
-
-    library = options.pop("http_library", "auto")
-    if library == "auto":
-        library = "httpx2" if importlib.util.find_spec("httpx2") else "httpx"
-    transport = importlib.import_module(library).ASGITransport(app=emulator)
+    # The library choice of the client itself, so the transport fits the client.
+    library = load_library(options.pop("http_library", "auto"))
     return VortextClient(
         username,
         password,
         base_url=EMULATOR_BASE_URL,
-        transport=transport,
-        http_library=library,
+        transport=library.ASGITransport(app=emulator),
+        http_library="httpx2" if library.__name__ == "httpx2" else "httpx",
         **options,
     )
 

@@ -46,11 +46,12 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: The ASGI extension (in ``scope["extensions"]``) of a server that can drop the
-#: connection: the app then sends ``{"type": DROP_CONNECTION_EXTENSION}`` instead of
-#: an answer.  The built-in server offers it; uvicorn and ``httpx.ASGITransport``
-#: do not, and the emulator then draws no drops.
 DROP_CONNECTION_EXTENSION = "vortext.drop_connection"
+"""The ASGI extension (in ``scope["extensions"]``) of a server that can drop the connection:
+the app then sends ``{"type": DROP_CONNECTION_EXTENSION}`` instead of an answer.  The built-
+in server offers it; uvicorn and ``httpx.ASGITransport`` do not, and the emulator then draws
+no drops.
+"""
 
 DEFAULT_USERS: Mapping[str, str] = MappingProxyType({"demo": "demo"})
 _NS = 1_000_000_000

@@ -24,22 +24,22 @@ MESSAGE = "message"
 METADATA = "metadata"
 # Send answer (seen in a public integration): a non-empty messageId.
 MESSAGE_ID = "messageId"
-#: ASSUMED: a send is answered 201 Created (the client accepts any 2xx).
 SEND_STATUS = 201
+"""ASSUMED: a send is answered 201 Created (the client accepts any 2xx)."""
 
-#: ASSUMED: the SMS detail's date and status fields.
 CREATED_AT = "createdAt"
+"""ASSUMED: the SMS detail's date and status fields."""
 SENT_AT = "sentAt"
 STATUS = "status"
-#: ASSUMED: the status of an SMS the emulator accepted.
 STATUS_SENT = "SENT"
+"""ASSUMED: the status of an SMS the emulator accepted."""
 
-#: ASSUMED: the body of ``GET /status`` (plus ``time``, the server's date).
 SERVICE_UP = {"status": "UP", "service": "vortext-emulator"}
+"""ASSUMED: the body of ``GET /status`` (plus ``time``, the server's date)."""
 SERVICE_TIME = "time"
 
-#: ASSUMED: a 503 means "not processed"; other 5xx answers come after processing.
 NOT_PROCESSED_STATUSES = frozenset({503})
+"""ASSUMED: a 503 means "not processed"; other 5xx answers come after processing."""
 
 # PUSH body (documented).
 PUSH_RESPONSE = "response"
@@ -47,12 +47,13 @@ PUSH_CONTENT = "content"
 PUSH_ANSWERED_AT = "answeredAt"
 PUSH_MESSAGE = "message"
 
-#: The server judges numbers; the emulator checks the shape only: a ``+``, then 6 to
-#: 17 digits, the first not 0 (the documented example ``+3361127272727`` passes).
 PHONE_SHAPE = re.compile(r"\+[1-9][0-9]{5,16}")
+"""The server judges numbers; the emulator checks the shape only: a ``+``, then 6 to 17 digits,
+the first not 0 (the documented example ``+3361127272727`` passes).
+"""
 
-#: A realm for the ``WWW-Authenticate`` challenge.
 AUTH_REALM = "vortext"
+"""A realm for the ``WWW-Authenticate`` challenge."""
 
 
 def format_date(moment: datetime) -> str:

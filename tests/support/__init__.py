@@ -1,0 +1,12 @@
+"""Helpers shared by the tests, imported as ``from tests.support.faults import ...``.
+
+- ``faults``: the one raw HTTP/1.1 server (``FaultServer``, ``Fault``, ``refused_url``).
+- ``window_server``: the fault server enforcing rolling windows, as a strict Vortext.
+- ``clock``: ``RecordingClock``, virtual time that records the waits.
+- ``library``: which HTTP library the suite runs over; ``requires_httpx``.
+- ``redis_server``: a real redis-server on a free port (and a worker script).
+- ``uvicorn_server``: ASGI apps under uvicorn, in process or as a subprocess.
+- ``bulk_child``: a bulk job in its own process, for the crash test to kill.
+- ``postgres_server``: a throwaway PostgreSQL (initdb, start, stop) for the journal.
+- ``journal_child``: one host of a bulk campaign, for the PostgreSQL journal tests.
+"""

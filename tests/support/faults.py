@@ -1,0 +1,384 @@
+"""The one fault-injecting HTTP/1.1 server of the tests, on loopback, on raw asyncio streams.
+
+httpx-level mocks cannot drop a TCP connection half way or leave a client waiting
+for an answer that never comes; this server does, on a real socket.  Every test
+that needs raw HTTP uses it (a scripted fault, a canned answer, or a policy in a
+subclass's :meth:`FaultServer.respond`, like ``WindowServer``)::
+
+    async with FaultServer() as server:
+        server.script(Fault.answer(503), Fault.reset(), Fault.ok())
+        client = VortextClient("u", "p", base_url=server.url)
+        ...
+        assert server.processed_for("hello") == 1
+
+Each request, once it has fully arrived, takes the next :class:`Fault` of the script
+(or :attr:`FaultServer.default`, a success, when the script is empty; a subclass may
+decide in :meth:`FaultServer.respond` instead) and the server does what it says.
+Every request that arrived is recorded as a :class:`Received` with whether the
+server *processed* it (it may have acted on it: an SMS it may have sent) or not
+(it refused it, or dropped it unread).
+
+It speaks just enough HTTP/1.1 for the client: keep-alive, ``Content-Length``
+bodies.  :func:`refused_url` gives an address where nothing listens.
+
+To add a behaviour (a dripped or huge body, a redirect...): a new ``Kind``, a class
+method on :class:`Fault` that builds it, and one branch in ``FaultServer._act``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+import struct
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Literal
+
+__all__ = ["Fault", "FaultServer", "Received", "refused_url"]
+
+Kind = Literal[
+    "answer",
+    "ok",
+    "raw",
+    "close_unread",
+    "reset_unread",
+    "close_after_read",
+    "reset_after_read",
+    "hold",
+]
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the server does with one request (build them with the class methods)."""
+
+    kind: Kind
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    delay: float = 0.0
+    """Seconds the server waits, once the request is read, before doing the rest."""
+
+    @classmethod
+    def ok(cls) -> Fault:
+        """A success: 200 with a fresh ``messageId`` to a send, a status or a detail to a read."""
+        return cls("ok")
+
+    @classmethod
+    def answer(cls, status: int, body: bytes | str = b"", headers: Headers | None = None) -> Fault:
+        """Exactly this status, body and headers (the request counts as processed
+        unless the status says it was refused: 4xx or 503).
+
+        ``headers`` is a mapping, or pairs to repeat a header; ``Content-Length`` is
+        added, and ``Content-Type: application/json`` unless given.  The body is sent
+        as is: gzip it and say ``Content-Encoding: gzip`` for a compressed answer.
+        """
+        raw = body.encode() if isinstance(body, str) else body
+        pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+        return cls("answer", status, tuple(pairs), raw)
+
+    @classmethod
+    def raw(cls, data: bytes) -> Fault:
+        """Write exactly these bytes (not HTTP, if you like) and close: processed."""
+        return cls("raw", body=data)
+
+    @classmethod
+    def close_unread(cls) -> Fault:
+        """Close the connection (FIN) without handling the request: never processed."""
+        return cls("close_unread")
+
+    @classmethod
+    def reset_unread(cls) -> Fault:
+        """Reset the connection (RST, ``SO_LINGER`` 0) without handling the request."""
+        return cls("reset_unread")
+
+    @classmethod
+    def close(cls) -> Fault:
+        """Handle the request (processed), then close the connection (FIN), no answer."""
+        return cls("close_after_read")
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """Handle the request (processed), then reset the connection instead of answering."""
+        return cls("reset_after_read")
+
+    @classmethod
+    def hold(cls) -> Fault:
+        """Handle the request (processed) and never answer, until the client gives up."""
+        return cls("hold")
+
+    def after(self, seconds: float) -> Fault:
+        """The same, once the server has waited ``seconds`` after reading the request."""
+        return replace(self, delay=seconds)
+
+    @property
+    def processes(self) -> bool:
+        """Whether the server may have acted on a request treated so."""
+        if self.kind in ("close_unread", "reset_unread"):
+            return False
+        if self.kind == "answer":
+            return not (400 <= self.status < 500 or self.status == 503)
+        return True
+
+
+@dataclass
+class Received:
+    """One request that arrived, and what the server did with it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    fault: Fault
+    connection: int
+    message_id: str | None = None
+
+    @property
+    def processed(self) -> bool:
+        return self.fault.processes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def message(self) -> str | None:
+        """The SMS text of a send, to count requests per message."""
+        if self.method != "POST":
+            return None
+        data = self.json()
+        return data.get("message") if isinstance(data, dict) else None
+
+
+class FaultServer:
+    """``async with FaultServer() as server:`` then ``server.url`` and ``server.script(...)``.
+
+    Args:
+        default: what a request gets when the script is empty (a success).
+    """
+
+    def __init__(self, *, default: Fault | None = None) -> None:
+        self.default = default if default is not None else Fault.ok()
+        self.requests: list[Received] = []
+        self.port = 0
+        self.connections_opened = 0
+        self.most_open_connections = 0
+        """The most connections the client held open at once."""
+        self._script: deque[Fault] = deque()
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._open: set[int] = set()
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+        self._arrived = asyncio.Condition()
+        self._ids = itertools.count(1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, *faults: Fault) -> None:
+        """Queue what the next requests get, in order (then :attr:`default`)."""
+        self._script.extend(faults)
+
+    async def respond(self, received: Received) -> Fault:
+        """The fault for one request that has arrived: the next of the script, else
+        :attr:`default`.  Subclasses override it to answer by a policy of their own
+        (it may await: the request is recorded once it returns)."""
+        return self._script.popleft() if self._script else self.default
+
+    @property
+    def pending_faults(self) -> int:
+        """Faults of the script not used yet."""
+        return len(self._script)
+
+    # -- what happened ------------------------------------------------------------------
+
+    def received_for(self, message: str) -> list[Received]:
+        """The send requests of the SMS whose text is ``message``, in order of arrival."""
+        return [r for r in self.requests if r.message == message]
+
+    def processed_for(self, message: str) -> int:
+        """How many sends of ``message`` the server may have acted on."""
+        return sum(1 for r in self.received_for(message) if r.processed)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections the client still holds open."""
+        return len(self._open)
+
+    async def wait_all_closed(self, timeout: float = 5.0) -> None:
+        """Until the client has closed every connection (a guard, not a timing)."""
+        await asyncio.wait_for(self._all_closed.wait(), timeout)
+
+    async def wait_requests(self, count: int, timeout: float = 5.0) -> None:
+        """Until ``count`` requests have arrived (a guard against hangs, not a timing)."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests) >= count)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, *, port: int = 0) -> None:
+        """Listen on ``port`` (0: a free one); nothing if already listening."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    async def __aenter__(self) -> FaultServer:
+        await self.start(port=self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop listening, cut the connections left, and wait for every handler."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in self._handlers:
+            task.cancel()
+        if self._handlers:
+            await asyncio.wait(self._handlers)
+
+    @property
+    def handler_tasks(self) -> frozenset[asyncio.Task[None]]:
+        """The server's own tasks (to tell them from tasks a client left behind)."""
+        return frozenset(self._handlers)
+
+    # -- serving -------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+        self.connections_opened += 1
+        connection = self.connections_opened
+        self._open.add(connection)
+        self.most_open_connections = max(self.most_open_connections, len(self._open))
+        self._all_closed.clear()
+        try:
+            while await self._one_request(reader, writer, connection):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
+            self._open.discard(connection)
+            if not self._open:
+                self._all_closed.set()
+
+    async def _one_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: int
+    ) -> bool:
+        """Serve one request; False when the connection is to be closed."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return False  # the client closed an idle connection
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        method, path, _version = request_line.split(" ", 2)
+        headers: dict[str, str] = {}
+        for line in lines:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", ""):
+            raise NotImplementedError("the fault server reads Content-Length bodies only")
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+
+        received = Received(method, path, headers, body, self.default, connection)
+        received.fault = fault = await self.respond(received)
+        async with self._arrived:
+            self.requests.append(received)
+            self._arrived.notify_all()
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        return await self._act(fault, received, reader, writer)
+
+    async def _act(
+        self,
+        fault: Fault,
+        received: Received,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Do what ``fault`` says; False when the connection is to be closed."""
+        if fault.kind in ("close_unread", "close_after_read"):
+            return False
+        if fault.kind in ("reset_unread", "reset_after_read"):
+            _reset(writer)
+            return False
+        if fault.kind == "hold":
+            # Never answer: wait for the client to give up (EOF) or the server to stop.
+            await reader.read()
+            return False
+        if fault.kind == "raw":
+            writer.write(fault.body)
+            await writer.drain()
+            return False
+        if fault.kind == "ok":
+            status, payload = self._success(received)
+            extra: tuple[tuple[str, str], ...] = ()
+        else:
+            status, payload, extra = fault.status, fault.body, fault.headers
+        writer.write(_response(status, payload, extra))
+        await writer.drain()
+        return received.headers.get("connection", "").lower() != "close"
+
+    def _success(self, received: Received) -> tuple[int, bytes]:
+        if received.method == "POST":
+            received.message_id = f"m-{next(self._ids)}"
+            return 200, json.dumps({"messageId": received.message_id}).encode()
+        if received.path == "/status":
+            return 200, b'{"status": "OK"}'
+        message_id = received.path.rsplit("/", 1)[-1]
+        detail = {"messageId": message_id, "phoneNumber": "+33611272727", "message": "hello"}
+        return 200, json.dumps(detail).encode()
+
+
+def _response(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Whatever"
+    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}"]
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        lines.append("Content-Type: application/json")
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection with a TCP RST rather than a FIN."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@contextlib.contextmanager
+def refused_url() -> Iterator[str]:
+    """A loopback URL where nothing listens: a bound socket that never calls listen().
+
+    Holding the port bound keeps anyone else from taking it while the test runs.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()

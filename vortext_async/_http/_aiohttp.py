@@ -1,0 +1,221 @@
+"""The fast send path: an aiohttp-backed transport for httpx and httpx2 clients.
+
+httpcore's connection pool (the default transport of both libraries) scans every
+connection for every queued request on each event, so its cost per request grows
+with connections x requests and throughput *falls* as concurrency rises
+(encode/httpcore#1029).  aiohttp's connector hands out pooled connections in O(1),
+so an ``AsyncClient`` over this transport keeps its throughput at high concurrency
+while users still see the httpx API.  Needs the ``fast`` extra (``aiohttp``).
+
+The transport is built for one library (it is handed the module, ``httpx`` or
+``httpx2``: it never imports either) and maps every aiohttp failure to that
+library's exceptions with the meaning the HTTP layer relies on: a failure while
+getting a connection is a ``ConnectError``/``ConnectTimeout``/``PoolTimeout`` (the
+request was never written); anything after that is a read error or timeout (the
+server may have seen it).  Bodies are read whole inside the transport: the answers
+of this API are small, and a failure while reading one gets the same mapping.
+
+Besides ``handle_async_request`` (for any ``AsyncClient``), the transport offers the
+HTTP layer a direct path, ``prepare()`` once and ``exchange()`` per request, that
+builds no ``Request`` or ``Response`` of the library: on a loopback server it halves
+the client's CPU per send (``benchmarks/README.md``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+__all__ = ["aiohttp_transport", "is_direct"]
+
+DEFAULT_MAX_CONNECTIONS = 100
+"""Connections per client when no ``limits`` are given (httpx's default too)."""
+DEFAULT_KEEPALIVE_EXPIRY = 5.0
+"""Seconds an idle pooled connection is kept (httpx's default too)."""
+
+
+def aiohttp_transport(
+    library: str | ModuleType = "auto",
+    *,
+    limits: Any = None,
+    verify: ssl.SSLContext | bool = True,
+) -> Any:
+    """An ``AsyncBaseTransport`` of ``library`` that sends over an ``aiohttp`` pool.
+
+    ``library`` is ``"httpx"``, ``"httpx2"``, ``"auto"`` (httpx2 when installed, like
+    the client) or the module itself; the transport only works in a client of that
+    library.  ``limits`` is a ``Limits`` (``max_connections`` and ``keepalive_expiry`` are
+    used; aiohttp keeps every idle connection up to ``max_connections``).  ``verify``
+    is an ``ssl.SSLContext``, or False to skip TLS verification.  Proxies are not
+    supported: use the default transport behind a proxy.
+    """
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        from vortext_async._errors import ConfigurationError
+
+        raise ConfigurationError(
+            "the aiohttp transport needs aiohttp: pip install 'vortext-async[fast]'"
+        ) from None
+    if isinstance(library, str):
+        from ._library import load_library
+
+        library = load_library(library)  # type: ignore[arg-type]
+    return _transport_class(library)(limits=limits, verify=verify)
+
+
+def is_direct(transport: object) -> bool:
+    """Whether ``transport`` answers with complete responses a client may skip.
+
+    True for the transports built here: their answers are read whole, and an
+    ``AsyncClient`` of our own around them adds nothing the HTTP layer uses.
+    """
+    return getattr(type(transport), "_vortext_direct", False) is True
+
+
+@cache
+def _transport_class(lib: ModuleType) -> type[Any]:
+    """The transport class for ``lib`` (its base class and exceptions differ)."""
+    import aiohttp
+    import multidict
+    import yarl
+
+    def mapped(error: BaseException, request: Any) -> Any:
+        """``lib``'s exception for an aiohttp failure (most specific first)."""
+        text = str(error) or type(error).__name__
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return lib.ConnectError(text, request=request)
+        if isinstance(error, aiohttp.ConnectionTimeoutError):
+            # aiohttp's connect phase: waiting for a pooled connection, then opening
+            # one; it ends before anything is written.
+            return lib.ConnectTimeout(text, request=request)
+        if isinstance(error, aiohttp.ServerTimeoutError | TimeoutError):
+            return lib.ReadTimeout(text, request=request)
+        if isinstance(error, aiohttp.InvalidURL):
+            return lib.LocalProtocolError(text, request=request)
+        if isinstance(error, aiohttp.ClientResponseError):
+            return lib.RemoteProtocolError(text, request=request)
+        # Disconnects, resets, truncated bodies: the request may have gone out.
+        return lib.ReadError(text, request=request)
+
+    class AiohttpTransport(lib.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+        """An ``AsyncBaseTransport`` over one ``aiohttp.ClientSession``."""
+
+        _vortext_direct = True
+
+        def __init__(self, *, limits: Any, verify: ssl.SSLContext | bool) -> None:
+            max_connections = DEFAULT_MAX_CONNECTIONS
+            keepalive = DEFAULT_KEEPALIVE_EXPIRY
+            if limits is not None:
+                max_connections = limits.max_connections or 0  # 0: no limit in aiohttp
+                if limits.keepalive_expiry is not None:
+                    keepalive = limits.keepalive_expiry
+            self._max_connections = max_connections
+            self._keepalive = keepalive
+            self._ssl: ssl.SSLContext | bool = verify
+            self._session: aiohttp.ClientSession | None = None
+            self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+
+        def _open(self) -> aiohttp.ClientSession:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive,
+                ssl=self._ssl,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,  # per request: see exchange()
+                trust_env=False,
+            )
+            return self._session
+
+        def _timeout(self, timeout: dict[str, Any]) -> aiohttp.ClientTimeout:
+            key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+            found = self._timeouts.get(key)
+            if found is None:
+                connect, read, pool = key
+                found = aiohttp.ClientTimeout(
+                    total=None,
+                    # Waiting for a pooled connection, then opening one.
+                    connect=None if pool is None or connect is None else pool + connect,
+                    sock_connect=connect,
+                    sock_read=read,
+                )
+                self._timeouts[key] = found
+            return found
+
+        def prepare(self, url: str, headers: Mapping[str, str]) -> tuple[Any, Any]:
+            """``url`` and ``headers`` in aiohttp's own types, for :meth:`exchange`."""
+            return yarl.URL(url), multidict.CIMultiDict(headers)
+
+        async def exchange(
+            self,
+            method: str,
+            url: Any,
+            headers: Any,
+            data: Any,
+            timeouts: dict[str, Any],
+            *,
+            server_hostname: str | None = None,
+            decompress: bool = True,
+            request: Any = None,
+        ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes, str | None]:
+            """Send one request, read the whole answer: ``(status, headers, body, reason)``.
+
+            The direct path of the HTTP layer: no ``Request`` or ``Response`` of the
+            library is built, so aiohttp decodes a ``Content-Encoding`` (gzip, deflate...)
+            unless ``decompress`` is False.  Failures are raised as the library's
+            exceptions.
+            """
+            session = self._session or self._open()
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    compress=False,
+                    timeout=self._timeout(timeouts),
+                    server_hostname=server_hostname,
+                    auto_decompress=decompress,
+                ) as answer:
+                    body = await answer.read()
+                    return answer.status, answer.raw_headers, body, answer.reason
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                raise mapped(error, request) from error
+
+        async def handle_async_request(self, request: Any) -> Any:
+            try:
+                data = request.content or None
+            except lib.RequestNotRead:
+                data = request.stream  # a streamed body: aiohttp iterates it
+            status, headers, body, reason = await self.exchange(
+                request.method,
+                str(request.url),
+                request.headers.multi_items(),
+                data,
+                request.extensions.get("timeout", {}),
+                server_hostname=request.extensions.get("sni_hostname"),
+                decompress=False,  # the library decodes a Response's Content-Encoding
+                request=request,
+            )
+            extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+            if reason:
+                extensions["reason_phrase"] = reason.encode("ascii", "replace")
+            return lib.Response(
+                status, headers=headers, content=body, request=request, extensions=extensions
+            )
+
+        async def aclose(self) -> None:
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+
+    AiohttpTransport.__qualname__ = f"AiohttpTransport[{lib.__name__}]"
+    return AiohttpTransport

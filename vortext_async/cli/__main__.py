@@ -1,0 +1,5 @@
+"""``python -m vortext_async.cli``: the ``vortext`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,253 @@
+"""The commands that talk to Vortext: ``status``, ``send``, ``get`` and ``bulk``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vortext_async import (
+    RateLimit,
+    SendResult,
+    Sms,
+)
+
+from ._app import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    BaseUrl,
+    JsonOutput,
+    Password,
+    Username,
+    _call,
+    _client,
+    _describe_caps,
+    _err,
+    _escape,
+    _fail,
+    _out,
+    app,
+)
+from ._display import (
+    _bulk_job,
+    _BulkOptions,
+)
+from ._input import (
+    InputFormatError,
+    count_records,
+    detect_format,
+    read_messages,
+)
+
+
+@app.command()
+def status(
+    username: Username = None,
+    password: Password = None,
+    base_url: BaseUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Check that the service is up (GET /status)."""
+
+    async def run() -> Any:
+        async with _client(username, password, base_url) as client:
+            return client.base_url, await client.status()
+
+    url, answer = _call(run())
+    if as_json:
+        _out().print_json(data={"status": answer.status, **answer.extra})
+        return
+    table = Table(title=f"Vortext at {url}", show_header=False)
+    table.add_row("status", answer.status or "(not given)")
+    for name, value in answer.extra.items():
+        if name != "status":
+            table.add_row(name, _show(value))
+    _out().print(table)
+
+
+@app.command()
+def send(
+    phone_number: Annotated[str, typer.Argument(help="Recipient, e.g. +33611272727.")],
+    message: Annotated[str, typer.Argument(help="The text to send.")],
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            "-m",
+            metavar="KEY=VALUE",
+            help="Custom data kept with the SMS (repeat for several entries).",
+        ),
+    ] = None,
+    username: Username = None,
+    password: Password = None,
+    base_url: BaseUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Send one SMS (POST /sms) and print its message id."""
+    data = _metadata(metadata or [])
+
+    async def run() -> Any:
+        async with _client(username, password, base_url) as client:
+            return await client.send_sms(phone_number, message, metadata=data)
+
+    sent = _call(run())
+    if as_json:
+        _out().print_json(data={"messageId": sent.message_id, **sent.extra})
+    else:
+        _out().print(f"sent: message id [bold]{_escape(sent.message_id)}[/]")
+
+
+@app.command()
+def get(
+    message_id: Annotated[str, typer.Argument(help="The message id `send` printed.")],
+    username: Username = None,
+    password: Password = None,
+    base_url: BaseUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Show an SMS sent earlier, with its metadata (GET /sms/ID)."""
+
+    async def run() -> Any:
+        async with _client(username, password, base_url) as client:
+            return await client.get_sms(message_id)
+
+    detail = _call(run())
+    if as_json:
+        _out().print_json(
+            data={
+                "messageId": detail.message_id,
+                "phoneNumber": detail.phone_number,
+                "message": detail.message,
+                "metadata": detail.metadata,
+                **detail.extra,
+            }
+        )
+        return
+    table = Table(title=f"SMS {detail.message_id}", show_header=False)
+    table.add_row("phone number", detail.phone_number)
+    table.add_row("message", detail.message)
+    table.add_row("metadata", _show(detail.metadata))
+    for name, value in detail.extra.items():
+        table.add_row(name, _show(value))
+    _out().print(table)
+
+
+def _metadata(entries: list[str]) -> dict[str, str] | None:
+    data: dict[str, str] = {}
+    for entry in entries:
+        key, equals, value = entry.partition("=")
+        if not equals or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {entry!r}", param_hint="--metadata")
+        data[key] = value
+    return data or None
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+@app.command()
+def bulk(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE", help="CSV with a header, or JSON Lines ('-' reads standard input)."
+        ),
+    ],
+    input_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", metavar="csv|jsonl", help="File format (default: from the extension)."
+        ),
+    ] = None,
+    per_minute: Annotated[
+        int | None, typer.Option(min=1, help="The account's cap of sends per minute.")
+    ] = None,
+    per_hour: Annotated[
+        int | None, typer.Option(min=1, help="The account's cap of sends per hour.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Sends in flight at most.")] = 64,
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            help="SQLite journal: rerun the same command with it to resume without resending."
+        ),
+    ] = None,
+    resend_uncertain: Annotated[
+        bool,
+        typer.Option(
+            "--resend-uncertain",
+            help="With --journal: also resend what an earlier run left uncertain "
+            "(may send those SMS twice).",
+        ),
+    ] = False,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds Ctrl-C lets sends in flight finish.")
+    ] = 10.0,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write one CSV line per message: key, outcome, message id, error."),
+    ] = None,
+    username: Username = None,
+    password: Password = None,
+    base_url: BaseUrl = None,
+) -> None:
+    """Send every message of FILE at the account's pace, then print a summary.
+
+    CSV: a header naming [bold]phone_number[/] and [bold]message[/], an optional
+    [bold]key[/] (the message's id for the journal and the report), and any other
+    columns as metadata.  JSON Lines: one object per line with phone_number, message,
+    optional metadata (an object) and key.  A bad line is reported with its number
+    and the job goes on.  Exit code 0 only when every message was sent.
+    """
+    try:
+        fmt = detect_format(file, input_format)
+    except InputFormatError as error:
+        _fail(str(error), EXIT_USAGE)
+    rate_limit = RateLimit(per_minute=per_minute, per_hour=per_hour)
+    client = _client(username, password, base_url, rate_limit=rate_limit)
+    source = "standard input" if file == "-" else file
+    total: int | None = None
+    if file != "-":
+        try:
+            with open(file, "rb") as counted:
+                total = count_records(counted, fmt)
+        except OSError as error:
+            _fail(f"cannot read {file}: {error.strerror}", EXIT_USAGE)
+    caps = _describe_caps(rate_limit)
+    _err().print(
+        f"sending {total if total is not None else 'the'} messages of {_escape(source)} "
+        f"({caps}, concurrency {concurrency}); Ctrl-C stops gracefully"
+    )
+
+    def messages(on_bad_line: Callable[[SendResult], object]) -> Iterator[Sms]:
+        stream: IO[bytes] = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
+        try:
+            yield from read_messages(stream, fmt, source=source, on_bad_line=on_bad_line)
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+    if resend_uncertain and journal is None:
+        _fail("--resend-uncertain needs --journal (it applies to a resumed job)", EXIT_USAGE)
+    options = _BulkOptions(
+        concurrency=concurrency,
+        journal=journal,
+        grace=grace,
+        report=report,
+        resend_uncertain=resend_uncertain,
+    )
+    try:
+        tally = asyncio.run(_bulk_job(client, messages, total=total, options=options))
+    except InputFormatError as error:
+        _fail(str(error), EXIT_USAGE)
+    except KeyboardInterrupt:
+        _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
+    tally.print_summary(_out(), journal=journal)
+    raise typer.Exit(tally.exit_code())
