@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from vortext_async import (
+    JournalBusyError,
     RateLimit,
     SendResult,
     Sms,
@@ -174,11 +175,30 @@ def bulk(
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Sends in flight at most.")] = 64,
     journal: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="SQLite journal: rerun the same command with it to resume without resending."
+            metavar="PATH|URL",
+            help="A SQLite file, or a postgresql:// URL that several hosts share: rerun the "
+            "same command with it to resume without resending.",
         ),
     ] = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            show_default=False,
+            help="The job's name in the journal (default: FILE's name). Hosts sharing a "
+            "PostgreSQL journal with the same job split its messages between them.",
+        ),
+    ] = None,
+    replace_changed: Annotated[
+        bool,
+        typer.Option(
+            "--replace-changed",
+            help="With --journal: a changed message may take the key of one that failed "
+            "(never of one sent or uncertain).",
+        ),
+    ] = False,
     resend_uncertain: Annotated[
         bool,
         typer.Option(
@@ -236,12 +256,18 @@ def bulk(
 
     if resend_uncertain and journal is None:
         _fail("--resend-uncertain needs --journal (it applies to a resumed job)", EXIT_USAGE)
+    if replace_changed and journal is None:
+        _fail("--replace-changed needs --journal (it applies to a resumed job)", EXIT_USAGE)
+    if job is not None and journal is None:
+        _fail("--job needs --journal (it names the job in the journal)", EXIT_USAGE)
     options = _BulkOptions(
         concurrency=concurrency,
         journal=journal,
+        job=job if job is not None else default_job(file),
         grace=grace,
         report=report,
         resend_uncertain=resend_uncertain,
+        replace_changed=replace_changed,
     )
     try:
         tally = asyncio.run(_bulk_job(client, messages, total=total, options=options))
@@ -249,5 +275,14 @@ def bulk(
         _fail(str(error), EXIT_USAGE)
     except KeyboardInterrupt:
         _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
-    tally.print_summary(_out(), journal=journal)
+    if isinstance(tally.journal_error, JournalBusyError):
+        _fail(str(tally.journal_error), EXIT_USAGE)  # nothing was read or sent
+    tally.print_summary(_out(), journal=journal, job=options.job)
+    if tally.journal_error is not None:
+        _fail(str(tally.journal_error))
     raise typer.Exit(tally.exit_code())
+
+
+def default_job(file: str) -> str:
+    """The CLI's job name for FILE: its name (``default`` for standard input)."""
+    return "default" if file == "-" else Path(file).name

@@ -28,6 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vortext_async import (
+    BulkJob,
+    JournalError,
     Outcome,
     SendResult,
     Sms,
@@ -54,9 +56,11 @@ from ._input import (
 class _BulkOptions:
     concurrency: int
     grace: float
-    journal: Path | None = None
+    journal: str | None = None
+    job: str = "default"
     report: Path | None = None
     resend_uncertain: bool = False
+    replace_changed: bool = False
     show_pacing: bool = False
 
 
@@ -74,6 +78,8 @@ class _Tally:
     duration: float = 0.0
     rate: float = 0.0
     shown: int = 0
+    skipped: int = 0
+    journal_error: JournalError | None = None
 
     @property
     def done(self) -> int:
@@ -81,7 +87,9 @@ class _Tally:
 
     @property
     def not_attempted(self) -> int | None:
-        return None if self.total is None else max(self.total - self.done, 0)
+        if self.total is None:
+            return None
+        return max(self.total - self.done - self.skipped, 0)
 
     def add(self, result: SendResult) -> None:
         self.resumed += result.resumed
@@ -112,11 +120,13 @@ class _Tally:
             table.add_row("not attempted", f"{self.not_attempted:,}")
         if self.resumed:
             table.add_row("taken from the journal", f"{self.resumed:,}")
+        if self.skipped:
+            table.add_row("sent by other hosts", f"{self.skipped:,}")
         table.add_row("duration", f"{self.duration:.1f} s")
         table.add_row("sends per second", f"{self.rate:,.1f}")
         return table
 
-    def print_summary(self, console: Console, *, journal: Path | None) -> None:
+    def print_summary(self, console: Console, *, journal: str | None, job: str) -> None:
         console.print(self.table())
         if self.uncertain:
             console.print(
@@ -124,7 +134,10 @@ class _Tally:
                 "they were not resent.[/]"
             )
         if journal is not None and (self.interrupted or self.done != self.sent):
-            console.print(f"journal: {journal} (run the same command again to resume)")
+            where = "PostgreSQL" if "://" in journal else _escape(journal)  # no URL: password
+            console.print(
+                f"journal: {where}, job {_escape(job)!r} (run the same command again to resume)"
+            )
 
 
 async def _bulk_job(
@@ -169,9 +182,12 @@ async def _bulk_job(
             messages(bad_lines.append),
             concurrency=options.concurrency,
             journal=options.journal,
+            job=options.job,
             grace=options.grace,
             resend_uncertain=options.resend_uncertain,
+            replace_changed=options.replace_changed,
         )
+        jobs.append(job)
         stopper = _Stopper(client, job, err, options.grace)
         with stopper.installed():
             try:
@@ -179,6 +195,8 @@ async def _bulk_job(
                     while bad_lines:
                         on_result(bad_lines.popleft())
                     on_result(result)
+            except JournalError as error:  # shown after the summary; busy: nothing sent
+                tally.journal_error = error
             finally:
                 while bad_lines:
                     on_result(bad_lines.popleft())
@@ -186,7 +204,9 @@ async def _bulk_job(
                 tally.interrupted = stopper.stopping
                 summary = job.summary
                 tally.duration, tally.rate = summary.duration, summary.rate
+                tally.skipped = summary.skipped
 
+    jobs: list[BulkJob] = []
     renderables: list[RenderableType] = [progress]
     if pacing is not None:
         renderables.append(pacing)
@@ -197,6 +217,8 @@ async def _bulk_job(
                 await asyncio.wait({runner}, timeout=0.1)
                 if pacing is not None:
                     pacing.update()
+                if jobs and jobs[0].summary.skipped:  # other hosts' messages count as done
+                    progress.update(task_id, completed=tally.done + jobs[0].summary.skipped)
                 refresh()
             await runner
     finally:
