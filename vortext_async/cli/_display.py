@@ -121,7 +121,7 @@ class _Tally:
         if self.resumed:
             table.add_row("taken from the journal", f"{self.resumed:,}")
         if self.skipped:
-            table.add_row("sent by other hosts", f"{self.skipped:,}")
+            table.add_row("handled by other hosts", f"{self.skipped:,}")
         table.add_row("duration", f"{self.duration:.1f} s")
         table.add_row("sends per second", f"{self.rate:,.1f}")
         return table
