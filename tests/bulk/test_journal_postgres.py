@@ -157,6 +157,30 @@ async def test_a_message_a_live_host_holds_is_skipped_not_waited_on(url: str) ->
         assert claim.message_id == "m-1"
 
 
+async def test_a_message_another_host_is_claiming_right_now_is_not_waited_for(
+    url: str,
+) -> None:
+    async with opened(url) as journal:
+        other = await psycopg.AsyncConnection.connect(url)
+        try:
+            # Another host, mid-transaction: it has locked and inserted the key, and
+            # not committed yet.
+            await other.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('default' || chr(31) || 'k:a', 0))"
+            )
+            await other.execute(
+                "INSERT INTO vortext_messages (job, key, state, run, fingerprint) "
+                "VALUES ('default', 'k:a', 'attempting', 0, 'x')"
+            )
+            # The guard only stops a hang (a claim that waited for the other host).
+            claim = await asyncio.wait_for(journal.claim("k:a", FP, "+336"), timeout=30)
+            assert claim.kind is ClaimKind.ELSEWHERE
+            assert (await journal.claim("k:b", FP, "+336")).kind is ClaimKind.SEND
+        finally:
+            await other.rollback()
+            await other.close()
+
+
 async def test_keys_are_unique_per_job(url: str) -> None:
     async with opened(url, job="a") as one, opened(url, job="b") as other:
         assert (await one.claim("k:x", FP, "+336")).kind is ClaimKind.SEND

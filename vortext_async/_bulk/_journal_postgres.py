@@ -66,6 +66,9 @@ SCHEMA_VERSION: Final = 1
 LOCK_CLASS: Final = 0x566F7274
 """The advisory lock class of runs (and, with 0, of schema creation): "Vort"."""
 _MAX_BATCH: Final = 1024
+# Each claim in a transaction holds an advisory lock until the commit; PostgreSQL's
+# shared lock table has room for max_locks_per_transaction (64) x max_connections.
+_MAX_CLAIMS: Final = 128
 _DEADLOCK_RETRIES: Final = 5
 
 _SCHEMA: Final = (
@@ -93,18 +96,46 @@ _SCHEMA: Final = (
     )""",
 )
 
-_INSERT: Final = """
-INSERT INTO vortext_messages (job, key, state, run, fingerprint, phone_number)
-SELECT %s, t.key, 'attempting', %s, t.fingerprint, t.phone
-FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(key, fingerprint, phone)
-ORDER BY t.key
-ON CONFLICT (job, key) DO NOTHING
-RETURNING key
+# One statement claims a batch.  Each key is first locked for the transaction with a
+# *try* advisory lock: a key another host is inserting right now is not waited for
+# (that host has it: ELSEWHERE).  Keys locked are inserted (ON CONFLICT DO NOTHING);
+# rows that existed before the statement are read, without a lock: most belong to
+# hosts running the same job (ELSEWHERE, nothing to write).  Only rows of runs that
+# ended are then locked and read again (_LOCK_OLD) before this run takes them over.
+# The CTEs share one snapshot: ``old`` never sees what ``ins`` inserts.
+_CLAIM: Final = """
+WITH input AS (
+    SELECT t.key, t.fingerprint, t.phone
+    FROM unnest(%(keys)s::text[], %(fingerprints)s::text[], %(phones)s::text[])
+        AS t(key, fingerprint, phone)
+),
+ins AS (
+    INSERT INTO vortext_messages (job, key, state, run, fingerprint, phone_number)
+    SELECT %(job)s, i.key, 'attempting', %(run)s, i.fingerprint, i.phone
+    FROM input AS i
+    WHERE pg_try_advisory_xact_lock(hashtextextended(%(job)s || chr(31) || i.key, 0))
+    ORDER BY i.key
+    ON CONFLICT (job, key) DO NOTHING
+    RETURNING key
+),
+old AS (
+    SELECT key, state, run, fingerprint, phone_number, message_id, reason, retryable
+    FROM vortext_messages
+    WHERE job = %(job)s AND key = ANY(%(keys)s::text[])
+)
+SELECT key, true, NULL::text, NULL::integer, NULL::text, NULL::text, NULL::text, NULL::text,
+    NULL::boolean
+FROM ins
+UNION ALL
+SELECT key, false, state, run, fingerprint, phone_number, message_id, reason, retryable
+FROM old
 """
-_EXISTING: Final = """
-SELECT key, state, run, fingerprint, phone_number, message_id, reason, retryable
-FROM vortext_messages WHERE job = %s AND key = ANY(%s::text[])
-ORDER BY key FOR UPDATE SKIP LOCKED
+_LOCK_OLD: Final = """
+SELECT key, false, state, run, fingerprint, phone_number, message_id, reason, retryable
+FROM vortext_messages
+WHERE job = %s AND key = ANY(%s::text[])
+ORDER BY key
+FOR UPDATE SKIP LOCKED
 """
 _LIVE_RUNS: Final = """
 SELECT objid::bigint FROM pg_locks
@@ -367,7 +398,7 @@ class PostgresJournal:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch = [pending.popleft() for _ in range(min(len(pending), _MAX_BATCH))]
+            batch = self._next_batch()
             try:
                 results = await self._run_batch(batch)
             except asyncio.CancelledError:
@@ -379,6 +410,18 @@ class PostgresJournal:
             self.commits += 1
             self.operations += len(batch)
             _deliver(results)
+
+    def _next_batch(self) -> list[tuple[str, tuple[Any, ...], Any]]:
+        """What has queued up, with at most ``_MAX_CLAIMS`` claims (each takes a lock)."""
+        pending, claims = self._pending, 0
+        batch: list[tuple[str, tuple[Any, ...], Any]] = []
+        while pending and len(batch) < _MAX_BATCH:
+            if pending[0][0] == "claim":
+                if claims == _MAX_CLAIMS:
+                    break
+                claims += 1
+            batch.append(pending.popleft())
+        return batch
 
     def _lost(self, error: BaseException) -> JournalError:
         if isinstance(error, JournalError):
@@ -409,7 +452,10 @@ class PostgresJournal:
         errors = self._psycopg.errors
         for attempt in range(_DEADLOCK_RETRIES):
             try:
-                async with conn.transaction():
+                # Pipelined: the writes before the claims, the claims and the commit
+                # take two round trips, not one per statement.
+                # (Returned once both have exited: committed, the pipeline synced.)
+                async with conn.pipeline(), conn.transaction():
                     return await self._apply(conn, batch)
             except (errors.DeadlockDetected, errors.SerializationFailure):
                 if attempt == _DEADLOCK_RETRIES - 1:
@@ -454,19 +500,20 @@ class PostgresJournal:
             first.setdefault(key, (fingerprint, phone))
         keys = sorted(first)
         cursor = await conn.execute(
-            _INSERT,
-            (
-                self.job,
-                self.run,
-                keys,
-                [first[key][0] for key in keys],
-                [first[key][1] for key in keys],
-            ),
+            _CLAIM,
+            {
+                "job": self.job,
+                "run": self.run,
+                "keys": keys,
+                "fingerprints": [first[key][0] for key in keys],
+                "phones": [first[key][1] for key in keys],
+            },
         )
-        decided: dict[str, Claim] = {row[0]: _SEND for row in await cursor.fetchall()}
-        existing = [key for key in keys if key not in decided]
-        if existing:
-            decided.update(await self._judge_existing(conn, existing, first))
+        rows = await cursor.fetchall()
+        decided: dict[str, Claim] = {row[0]: _SEND for row in rows if row[1]}
+        old = [row for row in rows if not row[1]]
+        if old:
+            decided.update(await self._judge_existing(conn, old, first))
         answers: list[Claim] = []
         answered: set[str] = set()
         for key, _, _ in claims:
@@ -474,34 +521,36 @@ class PostgresJournal:
                 answers.append(_DUPLICATE)  # twice in this batch
                 continue
             answered.add(key)
-            answers.append(decided.get(key, _ELSEWHERE))  # missing: claimed elsewhere now
+            # Not inserted and not read: another host is claiming it at this moment.
+            answers.append(decided.get(key, _ELSEWHERE))
         return answers
 
     async def _judge_existing(
         self,
         conn: psycopg.AsyncConnection[Any],
-        keys: list[str],
+        rows: list[tuple[Any, ...]],
         new: dict[str, tuple[str, str]],
     ) -> dict[str, Claim]:
-        cursor = await conn.execute(_EXISTING, (self.job, keys))
-        rows = await cursor.fetchall()
-        unknown = {row[2] for row in rows} - self._siblings - self._dead_runs - {self.run}
-        self._siblings |= {run for run in unknown if run > self.run}  # started after this one
-        unknown = {run for run in unknown if run < self.run}
-        if unknown:
-            found = await conn.execute(_LIVE_RUNS, (LOCK_CLASS, sorted(unknown)))
-            live = {int(row[0]) for row in await found.fetchall()}
-            self._siblings |= live
-            self._dead_runs |= unknown - live
-        live = self._siblings
+        await self._classify_runs(conn, {row[3] for row in rows})
         decided: dict[str, Claim] = {}
+        ended = [row[0] for row in rows if row[3] in self._dead_runs]
+        if ended:
+            # Lock them and read them again: another rerun host may have taken some.
+            cursor = await conn.execute(_LOCK_OLD, (self.job, ended))
+            locked = {row[0]: row for row in await cursor.fetchall()}
+            await self._classify_runs(conn, {row[3] for row in locked.values()})
+            rows = [locked.get(row[0], row) for row in rows]
+            for key in set(ended) - set(locked):
+                decided[key] = _ELSEWHERE  # locked by another host at this moment
         take_over: list[str] = []
         adopt: list[str] = []
-        for key, state, run, fingerprint, phone, message_id, reason, retryable in rows:
+        for key, _, state, run, fingerprint, phone, message_id, reason, retryable in rows:
+            if key in decided:
+                continue
             if run == self.run:
                 decided[key] = _DUPLICATE
                 continue
-            if run in live:
+            if run in self._siblings:
                 decided[key] = _ELSEWHERE  # another host running this job has it
                 continue
             claim = decide(
@@ -537,6 +586,17 @@ class PostgresJournal:
         if adopt:
             await conn.execute(_ADOPT, (self.run, self.job, adopt))
         return decided
+
+    async def _classify_runs(self, conn: psycopg.AsyncConnection[Any], runs: set[int]) -> None:
+        """Sort runs not seen yet into siblings (overlapping this one) and ended ones."""
+        unknown = runs - self._siblings - self._dead_runs - {self.run}
+        self._siblings |= {run for run in unknown if run > self.run}  # started after this one
+        unknown = {run for run in unknown if run < self.run}
+        if unknown:
+            found = await conn.execute(_LIVE_RUNS, (LOCK_CLASS, sorted(unknown)))
+            live = {int(row[0]) for row in await found.fetchall()}
+            self._siblings |= live
+            self._dead_runs |= unknown - live
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self._name} job={self.job!r} run={self.run}>"
