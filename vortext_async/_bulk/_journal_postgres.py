@@ -10,14 +10,15 @@ psycopg 3 and its asyncio API).  Three tables, created on first use::
                             phone_number, message_id, reason, retryable
 
 **Claims.**  A message is claimed by inserting its ``attempting`` row
-(``INSERT ... ON CONFLICT DO NOTHING``); the transaction is committed before the
-claim's answer is given, so before the request can be written.  Rows that already
-exist are read with ``SELECT ... FOR UPDATE SKIP LOCKED``: a row another host is
-claiming right now, or one that a run overlapping this one holds (live when this
-one started, or started since), is skipped (:attr:`ClaimKind.ELSEWHERE`, not waited
-on: that host sends and reports it); a row left by a run that had ended or died
-before this one started is judged as a rerun judges a SQLite row (sent, failed,
-uncertain) and taken over, so that a rerun reports the whole campaign.
+(``INSERT ... ON CONFLICT DO NOTHING``) under a per-key transaction lock taken with
+``pg_try_advisory_xact_lock``; the transaction is committed before the claim's
+answer is given, so before the request can be written.  A key another host is
+claiming at this moment (its try-lock fails, or its row is locked: ``SKIP LOCKED``)
+or whose row belongs to a run overlapping this one (live when this one started, or
+started since) is skipped (:attr:`ClaimKind.ELSEWHERE`, never waited on: that host
+sends and reports it).  A row left by a run that had ended or died before this one
+started is locked, judged as a rerun judges a SQLite row (sent, failed, uncertain)
+and taken over, so that a rerun reports the whole campaign.
 
 **Which runs are live.**  Each run holds a session-level advisory lock (class
 ``0x566F7274``, the run's number) on its connection for its whole life; PostgreSQL
@@ -26,7 +27,7 @@ drops it when that connection ends, with the process or the host.  A dead host's
 default), and its host and pid are in ``vortext_runs``.
 
 **Group commit.**  One task owns the connection and runs whatever has queued up in
-one transaction (claims in key order, so two hosts' batches cannot deadlock).  If
+one pipelined transaction (at most 128 claims: each holds a lock until the commit).  If
 the connection is lost, the journal is broken at once: every pending and later
 operation fails with :class:`~vortext_async.JournalError`, so the job stops claiming.
 """
