@@ -485,6 +485,16 @@ class PostgresJournal:
 
         claims = [(args, future) for kind, args, future in batch if kind == "claim"]
         answers = await self._claims(conn, [args for args, _ in claims]) if claims else []
+        # Only a SEND answer must wait for the commit (its request follows it).  The
+        # others (mostly "another host has it") send nothing: answered now, their
+        # workers read on while this transaction commits.
+        _deliver(
+            [
+                (future, answer, None)
+                for (_, future), answer in zip(claims, answers, strict=True)
+                if answer.kind is not ClaimKind.SEND
+            ]
+        )
         results: list[_Result] = [
             (future, None, None) for kind, _, future in batch if kind != "claim"
         ]
