@@ -1,5 +1,6 @@
 """Developer and CI tasks: `nox` runs the tests (each installed Python from 3.11 to
-3.13, with httpx and with httpx2), lint, types and a tiny benchmark smoke run."""
+3.13, with httpx and with httpx2), lint, types, the documentation site and a tiny
+benchmark smoke run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "types", "bench_smoke"]
+nox.options.sessions = ["tests", "lint", "types", "docs", "bench_smoke"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS = ["3.11", "3.12", "3.13"]
@@ -62,6 +63,15 @@ def types(session: nox.Session) -> None:
     _install(session, "httpx2", "redis", "postgres", "cli", "fastapi", "fast", group="lint")
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("mypy", "--strict", "vortext_async")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site into site/: --strict fails on a broken link or reference."""
+    _install(session, "httpx2", "redis", "cli", "fastapi", "fast", group="docs")
+    # mkdocs-material prints a banner about MkDocs 2.0 on every build: we pin mkdocs<2.
+    env = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", env=env)
 
 
 @nox.session(python="3.11")

@@ -352,8 +352,8 @@ def _noop_transport(lib: Any, *, direct: bool = False) -> Any:
         def prepare(self, url: str, request_headers: Any) -> tuple[Any, Any]:
             return url, request_headers
 
-        async def exchange(self, *_: Any, **__: Any) -> tuple[int, Any, bytes, str]:
-            return 200, headers, answer, "OK"
+        async def exchange(self, *_: Any, **__: Any) -> tuple[int, Any, bytes, str | None]:
+            return 200, headers, answer, None  # the fourth item is a problem, not a reason
 
     return NoOp()
 

@@ -28,6 +28,7 @@ SUITE = (
     "bench_bulk.py",
     "bench_journal.py",
     "bench_fastapi.py",
+    "bench_learned.py",
 )
 
 

@@ -34,6 +34,7 @@ from vortext_async import (
     InvalidResponseError,
     Outcome,
     ProtocolError,
+    RateLimit,
     RateLimitedError,
     RequestTimeoutError,
     RetryEvent,
@@ -65,6 +66,9 @@ class Harness:
         self.events: list[RetryEvent] = []
         read = options.pop("read_timeout", 5.0)
         options.setdefault("retry", POLICY)
+        # No caps and no learning: the oracle models the retries, not a learned pace
+        # (after a 429 with an hour's Retry-After, learning rightly paces one per hour).
+        options.setdefault("rate_limit", RateLimit())
         self.client = VortextClient(
             "user",
             "pw-never-shown",

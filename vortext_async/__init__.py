@@ -1,12 +1,18 @@
 """Asyncio client for Vortext, the SMS gateway of cegedim.cloud.
 
 Everything public is importable from here; the public submodules ``webhooks``,
-``emulator``, ``testing``, ``fastapi`` and ``cli`` hold the optional parts and are
-imported only when used.  The Redis-backed limiter is :class:`RedisRateLimiter`
-(``redis`` extra).
+``emulator``, ``testing``, ``fastapi``, ``cli`` and ``sync`` (a blocking client) hold
+the optional parts and are imported only when used.  The Redis-backed limiter is
+:class:`RedisRateLimiter` (``redis`` extra).
 """
 
-from ._api import DATACENTER_BASE_URL, INTERNET_BASE_URL
+from ._api import (
+    DATACENTER_BASE_URL,
+    INTERNET_BASE_URL,
+    MAX_MESSAGE_LENGTH,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_SIZE,
+)
 from ._bulk import (
     BulkJob,
     BulkProgress,
@@ -17,7 +23,12 @@ from ._bulk import (
     journal_status,
     send_bulk,
 )
-from ._client import DEFAULT_TIMEOUT, VortextClient
+from ._client import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    VortextClient,
+)
 from ._clock import Clock, MonotonicClock
 from ._errors import (
     AuthenticationError,
@@ -40,13 +51,16 @@ from ._errors import (
     RateLimitedError,
     RequestTimeoutError,
     ServerError,
+    SyncInEventLoopError,
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
     VortextError,
     WaitBudgetExceededError,
+    WrongEventLoopError,
 )
 from ._http import aiohttp_transport
+from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
     Outcome,
@@ -64,8 +78,13 @@ from ._version import __version__
 
 __all__ = [
     "DATACENTER_BASE_URL",
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
     "INTERNET_BASE_URL",
+    "MAX_MESSAGE_LENGTH",
+    "MAX_METADATA_DEPTH",
+    "MAX_METADATA_SIZE",
     "AuthenticationError",
     "BulkJob",
     "BulkProgress",
@@ -85,6 +104,7 @@ __all__ = [
     "JournalError",
     "JournalRun",
     "JournalStatus",
+    "LearnedRateLimiter",
     "Limiter",
     "LimiterState",
     "LimiterUnavailableError",
@@ -109,6 +129,7 @@ __all__ = [
     "ServiceStatus",
     "Sms",
     "SmsDetail",
+    "SyncInEventLoopError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",
@@ -116,6 +137,7 @@ __all__ = [
     "VortextError",
     "WaitBudgetExceededError",
     "WindowState",
+    "WrongEventLoopError",
     "__version__",
     "aiohttp_transport",
     "journal_jobs",

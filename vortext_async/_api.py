@@ -32,3 +32,24 @@ treated as "perhaps accepted".
 """
 DEFAULT_RATE_LIMIT_PAUSE = 1.0
 """ASSUMED: how long every sender pauses after a 429 without a usable Retry-After."""
+
+MAX_MESSAGE_LENGTH = 1600
+"""ASSUMED: the longest message text sent, in characters (Unicode code points).
+
+The API documents no limit.  1,600 characters is ten concatenated SMS of 160
+characters, the limit other SMS gateways document; a longer text is refused before
+anything is sent (:class:`InvalidRequestError`).  Change it per client with
+``VortextClient(max_message_length=...)``.
+"""
+MAX_METADATA_SIZE = 8 * 1024
+"""ASSUMED: the largest ``metadata``, in bytes of compact UTF-8 JSON (8 KiB).
+
+The API documents ``metadata`` as the caller's own small object (its example holds
+two short strings) and no limit; a larger one is refused before anything is sent.
+"""
+MAX_METADATA_DEPTH = 8
+"""ASSUMED: how deep ``metadata`` may nest objects and arrays (the object itself is 1)."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer every JSON reader holds exactly (JavaScript's
+``Number.MAX_SAFE_INTEGER``, RFC 8259 section 6); larger ones in ``metadata`` are
+refused, since the server may round them."""

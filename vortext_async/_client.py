@@ -13,8 +13,10 @@ import asyncio
 import base64
 import functools
 import logging
+import math
 import os
 import platform
+import re
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -37,21 +39,38 @@ from ._errors import (
     TransportError,
     UncertainSendError,
     UnexpectedStatusError,
+    WrongEventLoopError,
 )
-from ._http import Answer, HttpLayer, HttpLibrary, parse_retry_after
+from ._http import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
+from ._http import Answer, HttpLayer, HttpLibrary, SecretStr, parse_retry_after
+from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
+from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
-from ._retry import RetryEvent, RetryPolicy, call_with_retries
+from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
+from ._telemetry import telemetry
 from ._validation import check_sms
 from ._version import __version__
 
-__all__ = ["DEFAULT_TIMEOUT", "VortextClient"]
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "VortextClient",
+]
 
-logger = logging.getLogger("vortext_async")
+logger = get_logger("client")
 
 DEFAULT_TIMEOUT: Final = {"connect": 5.0, "read": 30.0, "write": 10.0, "pool": 10.0}
 """Seconds for each phase of a request: a short connect, a finite read."""
+DEFAULT_ATTEMPT_TIMEOUT: Final = 60.0
+"""Seconds one attempt may take in all (connection, request, status line, headers,
+body): the phases of :data:`DEFAULT_TIMEOUT` add up to 55 s, rounded up.  Each phase
+timeout bounds one wait only; a server that drips its answer a byte at a time never
+trips them, this does."""
+DEFAULT_MAX_RESPONSE_BYTES: Final = _DEFAULT_MAX_RESPONSE_BYTES
+"""Decoded bytes of a 2xx answer read at most (1 MiB): this API's answers are tiny."""
 
 
 class _Default:
@@ -89,11 +108,33 @@ class VortextClient:
         retry: what to retry and how long to wait (:class:`RetryPolicy`).
         max_wait: default wait budget of a send, in seconds: a send that the rate limit
             would hold longer fails at once with :class:`WaitBudgetExceededError`.
+        strict_phone_numbers: refuse phone numbers that are not E.164 (by default only
+            the shape is checked: ``+`` and 3 to 20 ASCII digits).
+        max_message_length: the longest message text sent, in characters (default
+            :data:`MAX_MESSAGE_LENGTH`, 1,600, an assumption: the API documents none);
+            a longer one raises :class:`InvalidRequestError` before anything is sent.
+        log_phone_numbers: show phone numbers whole in log lines; by default they are
+            masked (``********2727``).  None: true when the ``VORTEXT_LOG_PHONE_NUMBERS``
+            environment variable is ``1``, ``true`` or ``yes``.
         shield_sends: once a send's request is handed to the transport, cancelling the
             caller does not abandon it: it finishes in the background and its result goes
             to the log and to ``on_background_result``.  False: cancellation cuts it.
         shutdown_grace: seconds :meth:`aclose` lets sends in flight finish.
-        http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use (left open).
+        timeout: seconds, or an httpx ``Timeout``, for each phase of a request
+            (default :data:`DEFAULT_TIMEOUT`): each bounds one wait, not the attempt.
+        attempt_timeout: seconds one attempt may take in all, on every transport and
+            with a handed-in ``http_client`` (default :data:`DEFAULT_ATTEMPT_TIMEOUT`,
+            60 s).  A send cut by it is uncertain (:class:`UncertainSendError`: the
+            client cannot tell how far it went, so keep it above the connect and pool
+            timeouts); a read cut by it is a :class:`RequestTimeoutError`, retried like
+            any timeout.  The rate limiter gets it as the longest an attempt holds its
+            tokens.
+        max_response_bytes: decoded bytes of a 2xx answer read at most (default
+            :data:`DEFAULT_MAX_RESPONSE_BYTES`, 1 MiB; compressed answers are decoded
+            within it).  A larger answer to a send makes it uncertain; to a read, an
+            :class:`InvalidResponseError`.  Errors keep an excerpt of any body.
+        http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use (left open;
+            it never follows redirects for this client).
         http_library: ``"auto"`` (httpx2 if installed, else httpx), ``"httpx"`` or ``"httpx2"``.
         transport: a transport for the client built here (an ASGI app's, a faster one).
         clock: the clock and sleep of the limiter and the retries (tests: a VirtualClock).
@@ -106,10 +147,14 @@ class VortextClient:
         *,
         base_url: str | None = None,
         timeout: Any = None,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rate_limit: RateLimit | Limiter | None = None,
         retry: RetryPolicy | None = None,
         max_wait: float | None = None,
         strict_phone_numbers: bool = False,
+        max_message_length: int = _api.MAX_MESSAGE_LENGTH,
+        log_phone_numbers: bool | None = None,
         shield_sends: bool = True,
         shutdown_grace: float = 10.0,
         on_retry: Callable[[RetryEvent], object] | None = None,
@@ -126,10 +171,40 @@ class VortextClient:
             raise ConfigurationError(f"no username: pass username= or set {_api.ENV_USERNAME}")
         if not password:
             raise ConfigurationError(f"no password: pass password= or set {_api.ENV_PASSWORD}")
+        # From here on this frame shows '<redacted>', should building the client fail.
+        password = SecretStr(password)
         if max_wait is not None and max_wait < 0:
             raise ConfigurationError(f"max_wait must be >= 0 seconds, not {max_wait!r}")
+        if (
+            isinstance(max_message_length, bool)
+            or not isinstance(max_message_length, int)
+            or max_message_length < 1
+        ):
+            raise ConfigurationError(
+                f"max_message_length must be an int >= 1 (characters), not {max_message_length!r}"
+            )
         if shutdown_grace < 0:
             raise ConfigurationError(f"shutdown_grace must be >= 0 seconds, not {shutdown_grace!r}")
+        if (
+            isinstance(attempt_timeout, bool)
+            or not isinstance(attempt_timeout, int | float)
+            or not 0 < attempt_timeout < math.inf
+        ):
+            raise ConfigurationError(
+                f"attempt_timeout must be a finite number of seconds > 0, not {attempt_timeout!r}"
+            )
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_response_bytes must be a positive integer, not {max_response_bytes!r}"
+            )
+        self.attempt_timeout: float = float(attempt_timeout)
+        """Seconds one attempt may take in all; also the limiter's in-flight bound."""
+        self.max_response_bytes: int = max_response_bytes
+        """Decoded bytes of a 2xx answer read at most."""
 
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         if http_client is not None:
@@ -155,29 +230,35 @@ class VortextClient:
             base_url = str(http_client.base_url)
         self.base_url: str = _check_base_url(base_url or _api.INTERNET_BASE_URL)
 
-        if rate_limit is None:
-            rate_limit = RateLimit()
-        self.limiter: Limiter = (
-            RateLimiter(rate_limit, clock=self._clock)
-            if isinstance(rate_limit, RateLimit)
-            else rate_limit
-        )
+        self.limiter: Limiter
+        if rate_limit is None:  # no caps given: learn them from the 429s
+            self.limiter = LearnedRateLimiter(clock=self._clock)
+        elif isinstance(rate_limit, RateLimit):
+            self.limiter = RateLimiter(rate_limit, clock=self._clock)
+        else:
+            self.limiter = rate_limit
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.max_wait = max_wait
         self.strict_phone_numbers = strict_phone_numbers
+        self.max_message_length = max_message_length
+        self.log_phone_numbers: bool = (
+            log_phone_numbers if log_phone_numbers is not None else show_phone_numbers()
+        )
         self.shield_sends = shield_sends
         self.shutdown_grace = shutdown_grace
         self._on_retry = on_retry
+        self._folded = FoldedLog(logger, self._clock)
+        self._telemetry = telemetry(self._clock)  # None: OpenTelemetry absent or unset
         self._on_background_result = on_background_result
 
         # Computed once: every request reuses them (no per-request auth flow).
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self.user_agent: str = (
             f"vortext-async/{__version__} ({self._http.library}/{self._http.version}; "
             f"Python/{platform.python_version()})"
         )
         get_headers = {
-            "Authorization": f"Basic {token}",
+            # Its repr is redacted: frames holding the headers never show it.
+            "Authorization": _basic_auth(username, password),
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
@@ -191,12 +272,15 @@ class VortextClient:
             if self._request_timeout is not None
             else None
         )
-        self._attempt_timeout = _attempt_seconds(timeout)
+        # The event loop of the first call: connections and timers belong to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
         self._attempts: dict[asyncio.Task[SentSms], _Attempt] = {}
         self._background: set[asyncio.Task[SentSms]] = set()
         self._closing = False
         self._closed = False
+        self._stop_retries = Closing()  # set by aclose: no more waits between attempts
+        self._close_task: asyncio.Future[None] | None = None
 
     # -- public API ----------------------------------------------------------------
 
@@ -272,21 +356,27 @@ class VortextClient:
         """
         if self._closing:
             raise ClientClosedError("the client is closed; no new sends are accepted")
-        check_sms(sms, strict_numbers=self.strict_phone_numbers)
+        if self._loop is not asyncio.get_running_loop():
+            self._bind_loop()
         try:
-            body = encode_sms(sms)
-        except (TypeError, ValueError) as error:
+            check_sms(
+                sms,
+                strict_numbers=self.strict_phone_numbers,
+                max_message_length=self.max_message_length,
+            )
+            body = encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
+        except InvalidRequestError:
+            raise
+        except Exception as error:  # whatever it was, nothing went out: never uncertain
             raise InvalidRequestError(
-                "metadata", sms.metadata, f"is not JSON-serialisable: {error}"
+                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
             ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
-        return await call_with_retries(
-            functools.partial(self._send_attempt, sms, body, wait_budget, on_handover),
-            operation="send",
-            policy=policy,
-            clock=self._clock,
-            on_retry=self._on_retry,
+        if self._telemetry is None:
+            return await self._send_tries(sms, body, wait_budget, policy, on_handover)
+        return await self._telemetry.send(
+            functools.partial(self._send_tries, sms, body, wait_budget, policy), on_handover
         )
 
     def send_bulk(self, messages: Iterable[Sms] | AsyncIterable[Sms], **options: Any) -> BulkJob:
@@ -300,24 +390,48 @@ class VortextClient:
     async def aclose(self, *, grace: float | None = None) -> None:
         """Refuse new sends, let sends in flight finish (``grace`` seconds), then close.
 
-        A send still unanswered after the grace period is cut and reported as
-        UNCERTAIN (log and ``on_background_result``): none disappears silently.
+        Sends that have not gone out stop at once: one waiting for a rate-limit token
+        fails as not sent (:class:`ClientClosedError`), and so does one waiting to retry
+        (after a 503, a 429 or a failed connection), unless an earlier attempt of it may
+        have been accepted (opted-in ``retry_uncertain_sends``): then it is
+        :class:`UncertainSendError`.  Reads waiting to retry fail with
+        ``ClientClosedError``.  A send still unanswered after the grace period is cut
+        and reported as UNCERTAIN (log and ``on_background_result``): none disappears
+        silently.
+
+        Every call returns once the close is complete: a second call, made while the
+        first runs, waits for the same close (whose ``grace`` is the first call's).  A
+        cancelled call stops waiting; the close goes on.
         """
-        if self._closing:
-            return
-        self._closing = True
-        # A send still waiting for its turn never left: stop it now (not sent).
-        for task, attempt in list(self._attempts.items()):
-            if not attempt.handed_over:
-                task.cancel()
+        if self._close_task is None:
+            if self._loop is not None and self._loop is not asyncio.get_running_loop():
+                if not self._loop.is_closed():
+                    self._bind_loop()  # raises: its resources belong to a loop still running
+                # Its loop is gone, and with it every task and connection it ran: nothing
+                # is left that this loop could close or wait for.
+                self._closing = self._closed = True
+                return
+            self._closing = True
+            self._stop_retries.set()
+            # A send still waiting for its turn never left: stop it now (not sent).
+            for task, attempt in list(self._attempts.items()):
+                if not attempt.handed_over:
+                    task.cancel()
+            grace = self.shutdown_grace if grace is None else grace
+            self._close_task = asyncio.ensure_future(self._close(grace))
+        # Shielded: a cancelled caller does not cut the close that others wait for.
+        await asyncio.shield(self._close_task)
+
+    async def _close(self, grace: float) -> None:
         pending = set(self._attempts) | self._background
         if pending:
-            grace = self.shutdown_grace if grace is None else grace
             _, late = await asyncio.wait(pending, timeout=grace)
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
+        await self._stop_retries.wait_stopped()  # calls stopped between attempts have raised
+        self._folded.flush()
         await self.limiter.aclose()
         await self._http.aclose()
         self._closed = True
@@ -329,9 +443,42 @@ class VortextClient:
         await self.aclose()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_http") or not hasattr(self, "base_url"):
+            return "<VortextClient (not built)>"  # a frame of a failed __init__ shows it
         return f"<VortextClient base_url={self.base_url!r} http_library={self.http_library!r}>"
 
+    def _bind_loop(self) -> None:
+        """Tie the client to the running loop on first use; refuse any other loop after."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            return
+        raise WrongEventLoopError(
+            "this VortextClient was first used on another event loop"
+            f"{' (now closed)' if self._loop.is_closed() else ''}, and its connections "
+            "and rate-limiter timers belong to that loop; nothing was sent.  Create the "
+            "client inside the coroutine that uses it (one per asyncio.run), for example "
+            "`async with VortextClient() as client:`"
+        )
+
     # -- sends -----------------------------------------------------------------------
+
+    async def _send_tries(
+        self,
+        sms: Sms,
+        body: bytes,
+        max_wait: float | None,
+        policy: RetryPolicy,
+        on_handover: Callable[[], object] | None,
+    ) -> SentSms:
+        return await call_with_retries(
+            functools.partial(self._send_attempt, sms, body, max_wait, on_handover),
+            operation="send",
+            policy=policy,
+            clock=self._clock,
+            on_retry=self._retried,
+            closing=self._stop_retries,
+        )
 
     async def _send_attempt(
         self,
@@ -384,9 +531,16 @@ class VortextClient:
         attempt: _Attempt | None,
         on_handover: Callable[[], object] | None,
     ) -> SentSms:
+        telemetry = self._telemetry
+        if telemetry is not None:
+            asked = self._clock.now_ns()
+        # The limiter gets the very bound the HTTP layer enforces: a token held by this
+        # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
         async with self.limiter.acquire(
-            max_wait=max_wait, attempt_timeout=self._attempt_timeout
+            max_wait=max_wait, attempt_timeout=self.attempt_timeout
         ) as permit:
+            if telemetry is not None:
+                telemetry.waited(asked)
             if attempt is not None:
                 attempt.handed_over = True
             if on_handover is not None:
@@ -396,7 +550,11 @@ class VortextClient:
                     logger.exception("on_handover hook raised")
             try:
                 response = await self._http.exchange(
-                    self._sms_target, body, extensions=self._extensions
+                    self._sms_target,
+                    body,
+                    extensions=self._extensions,
+                    attempt_timeout=self.attempt_timeout,
+                    max_bytes=self.max_response_bytes,
                 )
             except TransportError as error:
                 if error.certainly_not_sent:
@@ -407,7 +565,14 @@ class VortextClient:
         status = response.status_code
         content: bytes = response.content
         if 200 <= status < 300:
+            if response.problem is not None:
+                # The server answered, so it may have accepted: we cannot read its id.
+                unread = InvalidResponseError(
+                    f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
+                )
+                raise UncertainSendError(sms, unread) from unread
             return _read_sent(sms, content)
+        # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
         refusal = await self._status_error(response, "POST", self._sms_url)
         if refusal.certainly_not_sent:
             raise refusal
@@ -425,14 +590,43 @@ class VortextClient:
 
         task.add_done_callback(report)
 
+    def _retried(self, event: RetryEvent) -> None:
+        """Each retry: one folded warning per cause, then the caller's hook."""
+        error = event.error
+        self._folded.log(
+            f"{event.operation} {type(error).__name__}",
+            logging.WARNING,
+            f"{event.operation} attempt {event.attempt} failed, trying again in "
+            f"{event.wait:.3f} s: {type(error).__name__}: {error}",
+            {
+                "vortext_operation": event.operation,
+                "vortext_attempt": event.attempt,
+                "vortext_wait": event.wait,
+                "vortext_error": type(error).__name__,
+            },
+        )
+        if self._telemetry is not None:
+            self._telemetry.retried(error, event.operation)
+        if self._on_retry is not None:
+            self._on_retry(event)  # call_with_retries logs a broken hook
+
     def _report_background(self, result: SendResult) -> None:
         level = logging.INFO if result.outcome is Outcome.SENT else logging.WARNING
-        logger.log(
+        number = result.sms.phone_number
+        detail = f" (message id {result.message_id})" if result.message_id else f": {result.error}"
+        shown = mask_phone(number, show=self.log_phone_numbers)
+        if shown != number and isinstance(number, str) and number:
+            detail = detail.replace(number, shown)  # a server's error may quote it
+        self._folded.log(
+            f"background {result.outcome.value}",
             level,
-            "send finished after its caller was cancelled: %s to %s%s",
-            result.outcome.value,
-            result.sms.phone_number,
-            f" (message id {result.message_id})" if result.message_id else f": {result.error}",
+            f"send finished after its caller was cancelled: {result.outcome.value} to "
+            f"{shown}{detail}",
+            {
+                "vortext_outcome": result.outcome.value,
+                "vortext_message_id": result.message_id,
+                "vortext_message_key": result.sms.key,
+            },
         )
         if self._on_background_result is not None:
             try:
@@ -445,12 +639,23 @@ class VortextClient:
     async def _read(self, url: str, retry: RetryPolicy | None) -> Answer:
         if self._closed:
             raise ClientClosedError("the client is closed")
+        if self._loop is not asyncio.get_running_loop():
+            self._bind_loop()
 
         target = self._http.prepare("GET", url, self._get_headers)
 
         async def attempt() -> Answer:
-            response = await self._http.exchange(target, extensions=self._extensions)
+            response = await self._http.exchange(
+                target,
+                extensions=self._extensions,
+                attempt_timeout=self.attempt_timeout,
+                max_bytes=self.max_response_bytes,
+            )
             if 200 <= response.status_code < 300:
+                if response.problem is not None:
+                    raise InvalidResponseError(
+                        f"the answer to GET {url}: {response.problem}", body=response.content
+                    )
                 return response
             raise await self._status_error(response, "GET", url)
 
@@ -459,7 +664,8 @@ class VortextClient:
             operation="read",
             policy=retry if retry is not None else self.retry,
             clock=self._clock,
-            on_retry=self._on_retry,
+            on_retry=self._retried,
+            closing=self._stop_retries,
         )
 
     async def _status_error(self, response: Answer, method: str, url: str) -> HTTPStatusError:
@@ -505,29 +711,38 @@ class _Timeouts:
         self.connect, self.read, self.write, self.pool = connect, read, write, pool
 
 
-def _attempt_seconds(timeout: Any) -> float:
-    """The longest one attempt can take, for a limiter that must bound it."""
-    if timeout is None:
-        return sum(DEFAULT_TIMEOUT.values())
-    if isinstance(timeout, (int, float)):
-        return 4 * float(timeout)
-    parts = [getattr(timeout, name, None) for name in ("connect", "read", "write", "pool")]
-    total = 0.0
-    for part in parts:
-        if part is None:
-            return 3600.0  # no bound: a long one
-        total += float(part)
-    return total
+def _basic_auth(username: str, password: str) -> SecretStr:
+    """The ``Authorization`` value, built in one expression: no frame holds the token."""
+    return SecretStr("Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
+
+
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with everything between its scheme and its last ``@`` hidden.
+
+    With no ``//``, as in ``user:password@host``, a URL parser takes ``user`` for the
+    scheme and the password for the path: so all that precedes the ``@`` goes.
+    """
+    if "@" not in url:
+        return url
+    scheme = _SCHEME.match(url)
+    return f"{scheme.group() if scheme else ''}***@{url.rpartition('@')[2]}"
 
 
 def _check_base_url(url: str) -> str:
     parts = urlsplit(url)
+    if "@" in url and (parts.username or parts.password or not parts.netloc):
+        raise ConfigurationError(
+            f"base_url must not contain credentials, not {_redact_url(url)!r}; "
+            "pass username= and password="
+        )
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigurationError(
-            f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, not {url!r}"
+            f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, "
+            f"not {_redact_url(url)!r}"
         )
-    if parts.username or parts.password:
-        raise ConfigurationError("base_url must not contain credentials; pass username/password")
     return url.rstrip("/")
 
 

@@ -20,7 +20,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.v import format_exception
 
-from ._errors import InvalidResponseError
+from ._errors import InvalidRequestError, InvalidResponseError
 from ._models import PushReply, PushResponse, SentSms, ServiceStatus, Sms, SmsDetail
 
 __all__ = [
@@ -97,10 +97,13 @@ _make_structure: Any = make_dict_structure_fn
 _make_unstructure: Any = make_dict_unstructure_fn
 
 
-def _register(cls: type[Any]) -> None:
-    """Give ``cls`` camelCase names and an ``extra`` mapping for unknown fields."""
+def _register(cls: type[Any], **hooks: Callable[[Any, Any], Any]) -> None:
+    """Give ``cls`` camelCase names and an ``extra`` mapping for unknown fields.
+
+    ``hooks`` structure the named fields their own way (field name: cattrs hook).
+    """
     names = [f.name for f in attrs.fields(cls) if f.name != "extra"]
-    renames = {name: override(rename=to_camel(name)) for name in names}
+    renames = {name: override(rename=to_camel(name), struct_hook=hooks.get(name)) for name in names}
     known = frozenset(to_camel(name) for name in names)
     structure_known = _make_structure(cls, converter, extra=override(omit=True), **renames)
     unstructure_known = _make_unstructure(cls, converter, extra=override(omit=True), **renames)
@@ -123,8 +126,17 @@ def _register(cls: type[Any]) -> None:
     converter.register_unstructure_hook(cls, unstructure_hook)
 
 
-for _cls in (SentSms, SmsDetail, ServiceStatus, PushReply, PushResponse):
+def _structure_push_message(value: Any, _: Any) -> SmsDetail:
+    # The API documents ``"message": { }``; null or absent says as little.
+    if value is None:
+        return SmsDetail()
+    detail: SmsDetail = converter.structure(value, SmsDetail)
+    return detail
+
+
+for _cls in (SentSms, SmsDetail, ServiceStatus, PushReply):
     _register(_cls)
+_register(PushResponse, message=_structure_push_message)
 
 
 def _format_exception(error: BaseException, type_: Any) -> str:
@@ -164,14 +176,38 @@ def structure(data: Any, cls: type[T], *, body: bytes | str, what: str) -> T:
         ) from None
 
 
+def _mapping_as_object(value: Any) -> Any:
+    # Metadata is typed Mapping: any mapping (a MappingProxyType...) is a JSON object.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
 _dumps: Callable[[Any], str] = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_mapping_as_object
 ).encode
 
 
-def encode_sms(sms: Sms) -> bytes:
-    """The JSON body of ``POST /sms`` for ``sms`` (``key`` is never sent)."""
-    body: dict[str, Any] = {"phoneNumber": sms.phone_number, "message": sms.message}
-    if sms.metadata is not None:
-        body["metadata"] = sms.metadata
-    return _dumps(body).encode()
+def encode_sms(sms: Sms, *, max_metadata_size: int | None = None) -> bytes:
+    """The JSON body of ``POST /sms`` for ``sms`` (``key`` is never sent).
+
+    Args:
+        sms: the message, already checked (:func:`~vortext_async._validation.check_sms`).
+        max_metadata_size: the most bytes ``metadata`` may take in the body; more is an
+            :class:`InvalidRequestError` (None: no limit).
+    """
+    if sms.metadata is None:
+        return _dumps({"phoneNumber": sms.phone_number, "message": sms.message}).encode()
+    body = _dumps(
+        {"phoneNumber": sms.phone_number, "message": sms.message, "metadata": sms.metadata}
+    ).encode()
+    if max_metadata_size is not None and len(body) > max_metadata_size:
+        # Only a body over the limit can hold metadata over it: measure that alone.
+        size = len(_dumps(sms.metadata).encode())
+        if size > max_metadata_size:
+            raise InvalidRequestError(
+                "metadata",
+                sms.metadata,
+                f"is {size:,} bytes as JSON, over the limit of {max_metadata_size:,}",
+            )
+    return body

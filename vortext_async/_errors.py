@@ -25,7 +25,9 @@ the package, and nothing here ever holds a credential::
     ├── UncertainSendError            an SMS that may or may not have been accepted
     ├── WaitBudgetExceededError       the rate limiter could not admit a send in time
     ├── ClientClosedError             the client is closed or shutting down
+    ├── WrongEventLoopError           the client is used from a second event loop (RuntimeError)
     ├── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
+    ├── SyncInEventLoopError          a blocking call from inside a running event loop
     └── JournalError                  a bulk job's journal failed (SQLite file, PostgreSQL)
         └── JournalBusyError          a SQLite journal is held by another running job
 
@@ -39,6 +41,7 @@ it returns a :class:`SentSms` (sent), raises :class:`UncertainSendError`
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,14 +66,18 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "ServerError",
+    "SyncInEventLoopError",
     "TransportError",
     "UncertainSendError",
     "UnexpectedStatusError",
     "VortextError",
     "WaitBudgetExceededError",
+    "WrongEventLoopError",
 ]
 
 _BODY_EXCERPT = 500
+_BODY_KEPT = 2048
+"""Bytes of an answer's body an error keeps at most: an excerpt, never a whole body."""
 
 
 def _excerpt(body: bytes | str) -> str:
@@ -78,6 +85,32 @@ def _excerpt(body: bytes | str) -> str:
     if len(text) > _BODY_EXCERPT:
         return text[:_BODY_EXCERPT] + f"... ({len(text)} characters)"
     return text
+
+
+class _ShortRepr(reprlib.Repr):
+    """``repr`` cut short: a 1 MB text, a 5,000-digit int or metadata nested 10,000 deep
+    is shown in a line, and showing it never raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = 120
+        self.maxother = 120
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = 8
+
+    def repr_int(self, x: int, level: int) -> str:
+        if abs(x).bit_length() > 256:  # past 4,300 digits, repr() itself raises
+            return f"<int of {abs(x).bit_length()} bits>"
+        return super().repr_int(x, level)
+
+    def repr_instance(self, x: object, level: int) -> str:
+        try:
+            return super().repr_instance(x, level)
+        except Exception:
+            return f"<{type(x).__name__}>"
+
+
+_short_repr = _ShortRepr().repr
 
 
 class VortextError(Exception):
@@ -126,7 +159,7 @@ class InvalidRequestError(VortextError, ValueError):
     about_the_message = True
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__(f"invalid {field} {value!r}: {reason}")
+        super().__init__(f"invalid {field} {_short_repr(value)}: {reason}")
         self.field = field
         self.value = value
         self.reason = reason
@@ -226,7 +259,7 @@ class HTTPStatusError(VortextError):
     """The server answered with a non-2xx status.
 
     Carries ``status_code``, ``headers`` (a plain dict, lower-case names) and the
-    raw ``body`` as bytes, so nothing the server said is lost.
+    start of the ``body`` as bytes (its first 2 KiB at most, decoded).
     """
 
     def __init__(
@@ -246,11 +279,15 @@ class HTTPStatusError(VortextError):
         self.method = method
         self.url = url
         self.headers = dict(headers)
-        self.body = body
+        self.body = body[:_BODY_KEPT]
         self.transient = status_code in _TRANSIENT_4XX or status_code >= 500
         self.about_the_message = (
             400 <= status_code < 500 and status_code not in _NOT_ABOUT_THE_MESSAGE_4XX
         )
+        if 300 <= status_code < 400:
+            # A redirect says nothing of what the server did with a request: it may
+            # have taken the SMS, then pointed elsewhere.  Never followed, never resent.
+            self.certainly_not_sent = False
 
     def json(self) -> Any:
         """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
@@ -345,22 +382,25 @@ class ServerError(HTTPStatusError):
 
 
 class UnexpectedStatusError(HTTPStatusError):
-    """Any other non-2xx status (a redirect, an unusual 4xx)."""
+    """Any other non-2xx status (a redirect, an unusual 4xx).
+
+    A redirect (3xx) to a send makes it uncertain: the server may have taken it.
+    """
 
 
 class InvalidResponseError(VortextError):
     """A 2xx answer that is not what the API promises (not JSON, a missing field...).
 
-    ``body`` holds the raw answer.  For a send this means the server probably took
-    the SMS but did not say under which id: a send raises :class:`UncertainSendError`
-    with this error as its cause instead.
+    ``body`` holds the start of the answer (2 KiB at most).  For a send this means the
+    server probably took the SMS but did not say under which id: a send raises
+    :class:`UncertainSendError` with this error as its cause instead.
     """
 
     certainly_not_sent = False
 
     def __init__(self, message: str, *, body: bytes | str) -> None:
         super().__init__(f"{message}; body: {_excerpt(body)!r}")
-        self.body = body
+        self.body = body[:_BODY_KEPT]
 
 
 # -- delivery ----------------------------------------------------------------------
@@ -404,6 +444,16 @@ class ClientClosedError(VortextError):
     """The client is closed, or shutting down and refusing new sends."""
 
 
+class WrongEventLoopError(VortextError, RuntimeError):
+    """The client is used from an event loop other than the one it was first used on.
+
+    Its pooled connections and the rate limiter's timers belong to that first loop
+    (closed once its ``asyncio.run`` returned), so the call is refused before anything
+    is sent.  Create the client inside the coroutine that uses it (one per
+    ``asyncio.run``).  A ``RuntimeError`` too, as asyncio's own loop errors are.
+    """
+
+
 class LimiterUnavailableError(VortextError):
     """The shared rate limiter's backend (Redis) cannot be reached.
 
@@ -414,6 +464,16 @@ class LimiterUnavailableError(VortextError):
     def __init__(self, url: str, cause: BaseException) -> None:
         super().__init__(f"the rate limiter's Redis at {url} is unavailable: {cause}")
         self.url = url
+
+
+class SyncInEventLoopError(VortextError, RuntimeError):
+    """A blocking call of ``vortext_async.sync`` was made from inside a running event loop.
+
+    It would block that loop (and every task on it) for the whole call, so it is
+    refused before anything is sent.  In ``async`` code, ``await`` the asyncio
+    :class:`VortextClient` instead, or run the blocking call in a worker thread
+    (``await asyncio.to_thread(client.send_sms, ...)``).
+    """
 
 
 class JournalError(VortextError):

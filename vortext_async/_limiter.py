@@ -162,7 +162,11 @@ class Limiter(Protocol):
         """Wait for one token of every window, FIFO; the block's end settles the permit.
 
         Raises :class:`WaitBudgetExceededError`, taking nothing, when the wait would
-        be (or turns out) longer than ``max_wait`` seconds.
+        be (or turns out) longer than ``max_wait`` seconds.  ``attempt_timeout`` is the
+        longest the attempt can hold its tokens: the client cuts every attempt by then
+        (its own ``attempt_timeout``), so a limiter that may not see the settle (Redis,
+        when a process dies mid-send) can count the tokens back at acquire +
+        ``attempt_timeout`` + W.  The in-memory limiter sees every settle and needs no bound.
         """
         ...
 

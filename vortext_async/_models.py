@@ -64,15 +64,23 @@ class SentSms:
 class SmsDetail:
     """An SMS as the server describes it (``GET /sms/{messageId}``, PUSH bodies).
 
-    Only the fields known from the API reference are named; dates and delivery
-    status fields, whose names are not documented, are in ``extra``.
+    The API documents no field of it: its only PUSH example holds ``"message": { }``,
+    and the shape of ``GET /sms/{messageId}`` is assumed.  So every field is optional
+    (``None`` when the server left it out or sent ``null``), and a field present with
+    the wrong type is still an error.  Fields not named here (dates, delivery status)
+    are kept in ``extra`` under their wire names.
     """
 
-    message_id: str
-    phone_number: str
-    message: str
+    message_id: str | None = None
+    """The server's id of the SMS (``messageId``)."""
+    phone_number: str | None = None
+    """The recipient (``phoneNumber``)."""
+    message: str | None = None
+    """The text sent (``message``)."""
     metadata: Metadata | None = attrs.field(default=None, kw_only=True)
+    """The caller's own JSON object given with the send, as the server kept it."""
     extra: Mapping[str, Any] = _extra()
+    """Fields the server sent that are not named above (wire names, raw JSON values)."""
 
 
 @attrs.frozen
@@ -99,11 +107,18 @@ class PushReply:
 
 @attrs.frozen
 class PushResponse:
-    """The body Vortext POSTs when a recipient answers: the reply and the original SMS."""
+    """The body Vortext POSTs when a recipient answers: the reply and the original SMS.
+
+    ``message`` is an empty :class:`SmsDetail` (every field ``None``) when the body
+    holds ``"message": { }``, as the API reference's example does, or no ``message``.
+    """
 
     response: PushReply
-    message: SmsDetail
+    """What the recipient wrote, and when."""
+    message: SmsDetail = attrs.field(factory=SmsDetail)
+    """The SMS they answered, as far as the body describes it."""
     extra: Mapping[str, Any] = _extra()
+    """Fields of the body not named above."""
 
 
 class Outcome(enum.Enum):

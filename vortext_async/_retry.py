@@ -7,11 +7,13 @@ at-least-once delivery.  Reads are idempotent and retried on any transient failu
 
 Time comes from the injected :class:`~vortext_async._clock.Clock` only (tenacity's
 own ``stop_after_delay`` reads ``time.monotonic``), so a virtual clock makes every
-wait instant in tests.
+wait instant in tests.  A :class:`Closing` set by the client's close ends the waits
+between attempts at once, with the outcome the attempts made so far allow.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -22,11 +24,11 @@ import attrs
 import tenacity
 
 from ._clock import Clock
-from ._errors import ConfigurationError, UncertainSendError, VortextError
+from ._errors import ClientClosedError, ConfigurationError, UncertainSendError, VortextError
 
-__all__ = ["RetryEvent", "RetryPolicy", "call_with_retries", "should_retry"]
+__all__ = ["Closing", "RetryEvent", "RetryPolicy", "call_with_retries", "should_retry"]
 
-logger = logging.getLogger("vortext_async")
+logger = logging.getLogger("vortext_async.retry")
 
 T = TypeVar("T")
 Operation = Literal["send", "read"]
@@ -125,6 +127,103 @@ def should_retry(error: BaseException, operation: Operation, policy: RetryPolicy
     return error.transient
 
 
+class _Stopped(Exception):
+    """Raised in place of a wait between attempts that a :class:`Closing` ended."""
+
+
+class Closing:
+    """A close in progress, as the retry layer sees it: no more waits between attempts.
+
+    The client passes one to every call (``call_with_retries(closing=...)``) and
+    :meth:`set` s it when its close starts.  A call waiting to retry then stops at once,
+    and a call about to wait stops instead of waiting, each with the outcome its
+    attempts so far allow (see :func:`call_with_retries`).  :meth:`wait_stopped`
+    returns once every call so stopped has raised.
+    """
+
+    __slots__ = ("_event", "_held", "_idle")
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._held = 0  # calls in a wait, or stopped and not yet raised
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def is_set(self) -> bool:
+        """Whether closing has started."""
+        return self._event.is_set()
+
+    def set(self) -> None:
+        """Closing starts: end every wait between attempts, now and from now on."""
+        self._event.set()
+
+    async def wait_stopped(self) -> None:
+        """Until no call waits between attempts or is still raising after its stop."""
+        await self._idle.wait()
+
+    def _hold(self) -> None:
+        self._held += 1
+        self._idle.clear()
+
+    def _release(self) -> None:
+        self._held -= 1
+        if not self._held:
+            self._idle.set()
+
+    async def _sleep(self, clock: Clock, seconds: float) -> None:
+        """``clock.sleep(seconds)``, unless closing starts first: then :class:`_Stopped`."""
+        if self._event.is_set():
+            raise _Stopped
+        sleeper = asyncio.ensure_future(clock.sleep(seconds))
+        watcher = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait((sleeper, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            watcher.cancel()
+            await asyncio.wait((sleeper, watcher))  # neither outlives the wait
+        if self._event.is_set():
+            raise _Stopped
+        sleeper.result()  # the clock's own error, if it had one
+
+
+def _closed_outcome(
+    operation: Operation, history: list[VortextError], last: VortextError
+) -> VortextError:
+    """What a call that closing stopped before attempt ``len(history) + 1`` raises.
+
+    A read, or a send whose every attempt certainly went unprocessed: ``ClientClosedError``
+    (not sent).  A send with an attempt that may have been accepted (opted-in resends of
+    uncertain sends): ``UncertainSendError``, whatever the later attempts said.
+    """
+    following = len(history) + 1
+    if operation == "send":
+        earlier = _first_uncertain(history)
+        if earlier is not None:
+            number, error = earlier
+            closed = ClientClosedError(
+                f"the client closed before attempt {following}, "
+                f"and attempt {number} may have been accepted"
+            )
+            closed.__cause__ = last
+            return UncertainSendError(getattr(error, "sms", None), closed)
+        if isinstance(last, ClientClosedError):
+            return last  # refused by the close itself, and rightly so: nothing went out
+        return ClientClosedError(
+            f"the client closed while the send waited for attempt {following}; "
+            "no attempt was processed: it was not sent"
+        )
+    return ClientClosedError(f"the client closed while the read waited for attempt {following}")
+
+
+def _first_uncertain(history: list[VortextError]) -> tuple[int, VortextError] | None:
+    """The first retried attempt (number, error) that may have been accepted, if any."""
+    for number, error in enumerate(history, 1):
+        if isinstance(error, UncertainSendError) or not error.certainly_not_sent:
+            return number, error
+    return None
+
+
 def _retry_after(error: BaseException | None) -> float | None:
     """The server's ``Retry-After`` carried by ``error`` (or by the cause of an uncertain send)."""
     if isinstance(error, UncertainSendError):
@@ -143,14 +242,23 @@ async def call_with_retries(
     clock: Clock,
     on_retry: Callable[[RetryEvent], object] | None = None,
     rng: random.Random | None = None,
+    closing: Closing | None = None,
 ) -> T:
     """Await ``attempt()`` until it succeeds or ``policy`` says stop; raise the last error.
 
     Stops at ``policy.attempts``, before a wait that would end past ``policy.timeout``
     (measured on ``clock`` from the call's start), or at once on a ``Retry-After`` over
     ``policy.max_retry_after``.  The error raised is the last attempt's, with
-    ``attempts`` set to the number of attempts made.  Each retry is logged (logger
-    ``vortext_async``) and passed to ``on_retry``.  Cancellation propagates at once.
+    ``attempts`` set to the number of attempts made, except for a send an earlier
+    attempt of which may have been accepted (opted-in ``retry_uncertain_sends``) and
+    a later one refused: that is ``UncertainSendError`` with the refusal as its cause.
+    Each retry is logged at DEBUG (logger ``vortext_async.retry``) and passed to
+    ``on_retry``.  Cancellation propagates at once.
+
+    Once ``closing`` is set, a wait between attempts ends at once (or is not started)
+    and the call raises ``ClientClosedError`` chained to the last attempt's error;
+    for a send that an earlier attempt may have delivered (``retry_uncertain_sends``),
+    ``UncertainSendError`` instead.  So does a send whose next attempt the close refused.
     """
     start = clock.now_ns()
     # Fast path: most calls succeed or fail for good at once, and building tenacity's
@@ -171,6 +279,7 @@ async def call_with_retries(
         deadline=start + round(policy.timeout * _NS) if math.isfinite(policy.timeout) else None,
         on_retry=on_retry,
         rng=rng if rng is not None else _RNG,
+        closing=closing,
     )
 
 
@@ -184,6 +293,7 @@ async def _retry(
     deadline: int | None,
     on_retry: Callable[[RetryEvent], object] | None,
     rng: random.Random,
+    closing: Closing | None,
 ) -> T:
     """The slow path: tenacity, fed the first attempt's failure as its attempt 1."""
 
@@ -197,8 +307,10 @@ async def _retry(
         # Only called when a retry will happen (after ``stop`` said go on).
         error = state.outcome.exception() if state.outcome else None
         assert isinstance(error, VortextError)
+        history.append(error)
         event = RetryEvent(state.attempt_number, state.upcoming_sleep, error, operation)
-        logger.warning(
+        # DEBUG: one line per retry; the client folds its warnings by cause.
+        logger.debug(
             "%s attempt %d of %d failed, retrying in %.3f s: %s: %s",
             operation,
             event.attempt,
@@ -215,12 +327,26 @@ async def _retry(
                 # A broken hook must not turn a send's outcome into something else.
                 logger.exception("on_retry hook raised; retrying anyway")
 
+    history: list[VortextError] = []  # the failed attempts that were retried
+    held = False  # whether ``closing`` counts this call (waiting, or stopped)
+
+    async def sleep(seconds: float) -> None:
+        nonlocal held
+        if closing is None:
+            await clock.sleep(seconds)
+            return
+        closing._hold()
+        held = True
+        await closing._sleep(clock, seconds)
+        closing._release()  # waited in full: an attempt is next, not counted
+        held = False
+
     retrying = tenacity.AsyncRetrying(
         stop=stop,
         wait=_WaitRetryAfterOrBackoff(policy, rng),
         retry=tenacity.retry_if_exception(lambda error: should_retry(error, operation, policy)),
         before_sleep=before_sleep,
-        sleep=clock.sleep,
+        sleep=sleep,
         reraise=True,
     )
     made = 0
@@ -232,9 +358,32 @@ async def _retry(
                     error, first_error = first_error, None
                     raise error
                 return await attempt()
+    except _Stopped:
+        stopped = _closed_outcome(operation, history, history[-1])
+        stopped.attempts = made
+        raise stopped from history[-1]
+    except ClientClosedError as error:
+        error.attempts = made
+        if operation == "send" and history:
+            # The close refused a later attempt: say what the earlier ones allow.
+            outcome = _closed_outcome(operation, history, error)
+            if outcome is not error:
+                outcome.attempts = made
+                raise outcome from error
+        raise
     except VortextError as error:
         error.attempts = made
+        earlier = _first_uncertain(history) if operation == "send" else None
+        if earlier is not None and error.certainly_not_sent:
+            # Opted-in resends of an uncertain send: a later refusal does not undo an
+            # earlier attempt that may have been accepted, so the send stays uncertain.
+            uncertain = UncertainSendError(getattr(earlier[1], "sms", None), error)
+            uncertain.attempts = made
+            raise uncertain from error
         raise
+    finally:
+        if held and closing is not None:
+            closing._release()
     raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
 

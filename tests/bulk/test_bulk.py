@@ -647,3 +647,17 @@ async def test_two_messages_with_one_key_are_not_both_sent(
     assert isinstance(results[1].error, InvalidRequestError)
     assert results[1].error.field == "key"
     assert api.received == [phone(0)]
+
+
+async def test_job_progress_is_where_the_job_stands_for_polling() -> None:
+    emulator = Emulator(users={"demo": "demo"}, seed=1)
+    async with emulator_client(emulator) as client:
+        job = client.send_bulk(Counted(10), concurrency=2)
+        assert job.progress.done == 0
+        seen = []
+        async for _ in job:
+            seen.append(job.progress.done)
+        final = job.progress
+    assert seen == sorted(seen)  # counted as they finish, perhaps before they are yielded
+    assert all(done >= n for n, done in enumerate(seen, start=1))
+    assert (final.done, final.sent, final.in_flight, final.finished) == (10, 10, 0, True)

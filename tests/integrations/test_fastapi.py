@@ -22,10 +22,16 @@ from fastapi import BackgroundTasks, FastAPI
 
 from tests.support.uvicorn_server import (
     LEFTOVER_MARK,
+    OUTCOME,
+    PHONE,
     GateClock,
+    env_for,
     load_example,
+    notify,
+    outcomes,
     serve_app,
     spawn_uvicorn,
+    stored_refs,
     wait_until,
 )
 from vortext_async import (
@@ -43,37 +49,6 @@ from vortext_async.fastapi import (
     install_error_handlers,
     vortext_lifespan,
 )
-
-PHONE = "+33611272727"
-CREDENTIALS = {"VORTEXT_USERNAME": "demo", "VORTEXT_PASSWORD": "demo"}
-OUTCOME = re.compile(r"outcome=(\w+) ref=(\S+) via=(\w+) (?:message_id=(\S+)|error=(.*))")
-
-
-def env_for(emulator_url: str, **settings: str) -> dict[str, str]:
-    return {**CREDENTIALS, "VORTEXT_BASE_URL": emulator_url, **settings}
-
-
-def outcomes(lines: list[str]) -> dict[str, list[tuple[str, str, str | None]]]:
-    """ref -> [(outcome, via, message_id)] from the app's ``notify`` log lines."""
-    found: dict[str, list[tuple[str, str, str | None]]] = {}
-    for line in lines:
-        match = OUTCOME.search(line)
-        if match:
-            outcome, ref, via, message_id, _ = match.groups()
-            found.setdefault(ref, []).append((outcome, via, message_id))
-    return found
-
-
-def stored_refs(emulator: Emulator) -> dict[str, list[str]]:
-    """ref -> message ids the emulator accepted for it."""
-    refs: dict[str, list[str]] = {}
-    for sms in emulator.messages():
-        refs.setdefault((sms.metadata or {})["ref"], []).append(sms.message_id)
-    return refs
-
-
-def notify(http: httpx.AsyncClient, ref: str) -> Any:
-    return http.post("/notify", json={"phone": PHONE, "text": f"notification {ref}", "ref": ref})
 
 
 @pytest.fixture
@@ -281,14 +256,20 @@ async def test_callers_hanging_up_mid_send_lose_nothing_and_double_nothing(
 
 
 async def test_sigterm_under_load_accounts_for_every_send(tmp_path: Path) -> None:
-    """Sends stuck at a slow emulator are cut after the grace and reported UNCERTAIN."""
+    """Sends stuck at a slow emulator are cut before uvicorn's grace ends: 502, UNCERTAIN.
+
+    The client's own ``shutdown_grace`` is longer than uvicorn's
+    ``--timeout-graceful-shutdown``: the server's is the one that counts, and the
+    client cuts its sends before uvicorn would cancel their requests (a 500 with a
+    ``CancelledError`` traceback).
+    """
     gate = GateClock()
     gate.open()
     emulator = Emulator(latency=1.0, clock=gate)
     log = tmp_path / "app.log"
     async with serve_emulator(emulator, server="uvicorn") as emulator_url, gate.opened_at_exit():
         env = env_for(
-            emulator_url, NOTIFY_WINDOWS="10:1", NOTIFY_MAX_WAIT="0.5", NOTIFY_SHUTDOWN_GRACE="1"
+            emulator_url, NOTIFY_WINDOWS="10:1", NOTIFY_MAX_WAIT="0.5", NOTIFY_SHUTDOWN_GRACE="30"
         )
         process, url = await spawn_uvicorn(env, log, "--timeout-graceful-shutdown", "1")
         try:
@@ -323,15 +304,17 @@ async def test_sigterm_under_load_accounts_for_every_send(tmp_path: Path) -> Non
     cut = 0
     for i, answer in enumerate(answers):
         ref = f"b{i}"
-        assert not isinstance(answer, BaseException) or isinstance(answer, httpx.HTTPError)
-        if isinstance(answer, httpx.Response) and answer.status_code == 429:
+        assert isinstance(answer, httpx.Response)  # every caller answered
+        if answer.status_code == 429:
             assert int(answer.headers["retry-after"]) >= 1
             assert ref not in stored
             assert logged[ref] == [("failed", "request", None)]
-        else:  # reached the emulator, its caller cut at shutdown: reported, not lost
+        else:  # reached the emulator, cut at shutdown: told so, reported, not lost
             cut += 1
+            assert answer.status_code == 502, answer.text
+            assert "retry-after" not in answer.headers  # a retry could send it twice
             assert len(stored[ref]) == 1
-            assert logged[ref] == [("uncertain", "background", None)]
+            assert logged[ref] == [("uncertain", "request", None)]
     assert cut == in_flight
     assert set(stored) == {ref for ref in logged if logged[ref][0][0] != "failed"}
     leftover = re.search(rf"{LEFTOVER_MARK} (\d+) (.*)", text)
@@ -339,9 +322,9 @@ async def test_sigterm_under_load_accounts_for_every_send(tmp_path: Path) -> Non
     assert leftover.group(2) == "['Server.serve']"  # uvicorn's main task, nothing of ours
     for trouble in ("Task was destroyed", "ResourceWarning", "Unclosed", "never awaited"):
         assert trouble not in text, text
-    # the only errors: uvicorn cancelling the requests still waiting after its own grace
-    assert text.count("Traceback (most recent call last)") == cut
-    assert text.count("CancelledError: Task cancelled, timeout graceful shutdown exceeded") == cut
+    # uvicorn had nothing left to cancel
+    assert "Traceback" not in text, text
+    assert "timeout graceful shutdown exceeded" not in text, text
 
 
 # -- two workers, one account ---------------------------------------------------------
@@ -382,7 +365,7 @@ async def test_two_workers_share_the_caps_through_redis(
                 http.headers["Connection"] = "close"
                 # bursts of 20 at once until both workers have sent (the kernel decides)
                 responses: list[httpx.Response] = []
-                for burst in range(4):
+                for burst in range(10):  # a loaded machine may give one worker many bursts
                     refs = (f"r{burst}-{i}" for i in range(20))
                     responses += await asyncio.gather(*(notify(http, ref) for ref in refs))
                     if {r.headers["x-worker-pid"] for r in responses} == pids:

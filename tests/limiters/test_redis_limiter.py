@@ -63,14 +63,15 @@ async def test_token_is_provisional_then_back_w_after_settle(
 ) -> None:
     limiter = limiter_for(server, (2, 5.0))
     asked = time.monotonic_ns()
+    asked_at = await server_time(probe)
     async with limiter.acquire(attempt_timeout=30.0):
         # The settle instant is known in Redis time up to how long the acquire took.
         slack = (time.monotonic_ns() - asked) // 1000 + 1
         before = await server_time(probe)
         [(member, score)] = await probe.zrange("vortext:{acme}:w:2:5000000", 0, -1, withscores=True)
-        acquired = int(member.split(":")[1])
         assert member.startswith("p:")
-        assert score == acquired + 30_000_000 + 5_000_000  # acquire + attempt_timeout + W
+        # acquire + attempt_timeout + W
+        assert asked_at + 35_000_000 <= score <= before + 35_000_000
         assert 0 < await probe.pttl("vortext:{acme}:w:2:5000000") <= 36_000
     after = await server_time(probe)
     await limiter.aclose()  # flushes the pending settle
@@ -123,7 +124,8 @@ async def test_a_process_that_dies_mid_send_frees_its_token_late_but_surely(
     context = dead.acquire(attempt_timeout=0.3)
     await context.__aenter__()  # and never settles: the process "died"
     await dead._redis.aclose()
-    acquired = int((await probe.zrange("vortext:{acme}:w:1:200000", 0, 0))[0].split(":")[1])
+    [(_, score)] = await probe.zrange("vortext:{acme}:w:1:200000", 0, 0, withscores=True)
+    acquired = int(score) - 300_000 - 200_000
     alive = limiter_for(server, (1, 0.2))
     async with alive.acquire():
         granted_at = await server_time(probe)
@@ -280,7 +282,7 @@ async def test_a_send_in_flight_longer_than_w_holds_its_token_until_it_settles(
             nonlocal asks
             answer = await super()._call(script, keys, args)
             asks += script == "acquire"
-            if asks == 3:  # told to wait until W after the acquire, then twice more
+            if asks == 3:  # told to wait W (it is in flight), then once more
                 asked.set()
             return answer
 
@@ -298,7 +300,7 @@ async def test_a_send_in_flight_longer_than_w_holds_its_token_until_it_settles(
     granted_at = await server_time(probe)
     await other.aclose()
     assert granted_at >= settled_at[0] + 100_000 - 5_000  # back W after the settle
-    assert asks <= 3 + 0.1 / 0.05 + 2  # re-asked every 50 ms while in flight, no more
+    assert asks <= 3 + 0.1 / 0.05 + 2  # re-asked every W (>= 50 ms) while in flight, no more
 
 
 async def test_local_waiters_cancelled_or_out_of_budget_take_nothing(

@@ -7,6 +7,10 @@
 - ``redis_server``: a real redis-server on a free port (and a worker script).
 - ``uvicorn_server``: ASGI apps under uvicorn, in process or as a subprocess.
 - ``bulk_child``: a bulk job in its own process, for the crash test to kill.
+- ``served``: the emulator served from a thread of its own, for blocking code.
+- ``edge_server``: a threaded hostile server (dripping, huge, gzip-bomb, redirect
+  answers), and ``open_client`` over each transport; ``rss_child``: one send in a
+  child process, printing its peak RSS growth.
 - ``postgres_server``: a throwaway PostgreSQL (initdb, start, stop) for the journal.
 - ``journal_child``: one host of a bulk campaign, for the PostgreSQL journal tests.
 """

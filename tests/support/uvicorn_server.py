@@ -6,8 +6,11 @@
 - :class:`GateClock`: an emulator clock whose sleeps (the emulator's latency) wait
   for :meth:`GateClock.open`: a slow answer without sleeping in real time.
 - :func:`spawn_uvicorn`: ``uvicorn`` as a subprocess running the example app (the
-  ``example_app`` factory below), ready once it answers ``GET /health``.
-- :func:`load_example`: the example module ``examples/fastapi_app/app.py``.
+  ``example_app`` factory below), ready once it answers ``GET /health``;
+  :func:`spawn_gunicorn`: the same under gunicorn with uvicorn workers.
+- :func:`load_example`: the example module ``examples/fastapi_app/app.py``;
+  :func:`notify` calls its ``POST /notify``, :func:`outcomes` reads the outcome
+  lines it logs, :func:`stored_refs` what the emulator received for each ``ref``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -124,6 +128,40 @@ class GateClock:
             self.open()
 
 
+# -- talking to the example app -------------------------------------------------
+
+PHONE = "+33611272727"
+CREDENTIALS = {"VORTEXT_USERNAME": "demo", "VORTEXT_PASSWORD": "demo"}
+OUTCOME = re.compile(r"outcome=(\w+) ref=(\S+) via=(\w+) (?:message_id=(\S+)|error=(.*))")
+
+
+def env_for(emulator_url: str, **settings: str) -> dict[str, str]:
+    return {**CREDENTIALS, "VORTEXT_BASE_URL": emulator_url, **settings}
+
+
+def outcomes(lines: list[str]) -> dict[str, list[tuple[str, str, str | None]]]:
+    """ref -> [(outcome, via, message_id)] from the app's ``notify`` log lines."""
+    found: dict[str, list[tuple[str, str, str | None]]] = {}
+    for line in lines:
+        match = OUTCOME.search(line)
+        if match:
+            outcome, ref, via, message_id, _ = match.groups()
+            found.setdefault(ref, []).append((outcome, via, message_id))
+    return found
+
+
+def stored_refs(emulator: Any) -> dict[str, list[str]]:
+    """ref -> message ids the emulator accepted for it."""
+    refs: dict[str, list[str]] = {}
+    for sms in emulator.messages():
+        refs.setdefault((sms.metadata or {})["ref"], []).append(sms.message_id)
+    return refs
+
+
+def notify(http: httpx.AsyncClient, ref: str) -> Any:
+    return http.post("/notify", json={"phone": PHONE, "text": f"notification {ref}", "ref": ref})
+
+
 # -- the example app in a subprocess ----------------------------------------------
 
 
@@ -180,42 +218,63 @@ async def spawn_uvicorn(
     Its stderr (the app's log) goes to the file ``log``.
     """
     port = port or free_port()
+    command = (
+        *("-m", "uvicorn", "--factory", "tests.support.uvicorn_server:example_app"),
+        *("--app-dir", str(ROOT)),
+        *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+        *args,
+    )
+    return await _spawn(command, env, log, port)
+
+
+async def spawn_gunicorn(
+    env: Mapping[str, str], log: Path, *args: str, port: int | None = None
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start gunicorn with uvicorn workers on the example app; wait until it answers.
+
+    Its stderr (gunicorn's and the app's log) goes to the file ``log``.
+    """
+    from gunicorn.config import KNOWN_SETTINGS
+
+    port = port or free_port()
+    if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
+        args = ("--no-control-socket", *args)  # gunicorn 25+ would open one in ~/.gunicorn
+    # uvicorn.workers is deprecated in favour of the uvicorn-worker package
+    worker = "uvicorn.workers.UvicornWorker"
+    if importlib.util.find_spec("uvicorn_worker") is not None:
+        worker = "uvicorn_worker.UvicornWorker"
+    command = (
+        *("-m", "gunicorn", "tests.support.uvicorn_server:example_app()"),
+        *("--worker-class", worker),
+        *("--chdir", str(ROOT)),
+        *("--bind", f"127.0.0.1:{port}"),
+        *args,
+    )
+    return await _spawn(command, env, log, port)
+
+
+async def _spawn(
+    command: tuple[str, ...], env: Mapping[str, str], log: Path, port: int
+) -> tuple[asyncio.subprocess.Process, str]:
     with log.open("wb") as stderr:  # the child keeps its own copy
-        process = await _exec(env, stderr, port, *args)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *command,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as http:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + 30
         while True:
             if process.returncode is not None:
-                raise RuntimeError(f"uvicorn exited with {process.returncode}")
+                raise RuntimeError(f"{command[1]} exited with {process.returncode}")
             with contextlib.suppress(httpx.TransportError):
                 if (await http.get(url + "/health")).status_code == 200:
                     return process, url
             if loop.time() > give_up:
                 process.kill()
-                raise RuntimeError("uvicorn did not become ready")
+                raise RuntimeError(f"{command[1]} did not become ready")
             await asyncio.sleep(0.05)  # readiness polling of a subprocess
-
-
-async def _exec(
-    env: Mapping[str, str], stderr: Any, port: int, *args: str
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "tests.support.uvicorn_server:example_app",
-        "--app-dir",
-        str(ROOT),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        *args,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=stderr,
-    )

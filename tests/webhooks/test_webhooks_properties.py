@@ -60,9 +60,9 @@ pushes = st.builds(
     ),
     message=st.builds(
         SmsDetail,
-        message_id=st.text(),
-        phone_number=st.text(),
-        message=st.text(),
+        message_id=st.none() | st.text(),
+        phone_number=st.none() | st.text(),
+        message=st.none() | st.text(),
         metadata=st.none() | json_objects,
         extra=extras({"messageId", "phoneNumber", "message", "metadata"}),
     ),
@@ -145,17 +145,17 @@ async def test_valid_pushes_reach_the_handler_with_equal_fields(push: PushRespon
     assert got[0].message.metadata == push.message.metadata
 
 
-REQUIRED = [
-    ("response",),
+REQUIRED = [("response",), ("response", "content"), ("response", "answeredAt")]
+# The API documents "message": { }: the SMS and each of its fields may be left out.
+OPTIONAL = [
     ("message",),
-    ("response", "content"),
-    ("response", "answeredAt"),
     ("message", "messageId"),
     ("message", "phoneNumber"),
     ("message", "message"),
+    ("message", "metadata"),
 ]
 # Every field that has a type to break, with a value of that type (to avoid).
-TYPED = [*REQUIRED, ("message", "metadata")]
+TYPED = [*REQUIRED, *OPTIONAL]
 
 
 def _parent(data: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
@@ -178,12 +178,34 @@ async def test_a_push_missing_a_required_field_is_400_naming_it(
     assert got == []
 
 
+@SETTINGS
+@given(pushes, st.sampled_from(OPTIONAL))
+async def test_a_push_missing_an_optional_field_is_handled_with_none(
+    push: PushResponse, path: tuple[str, ...]
+) -> None:
+    data = wire(push)
+    del _parent(data, path)[path[-1]]
+    response, got = await post(json.dumps(data).encode())
+    assert response.status_code == 200
+    (handled,) = got
+    assert handled.response == push.response
+    if path == ("message",):
+        assert handled.message == SmsDetail()
+    else:
+        field = {"messageId": "message_id", "phoneNumber": "phone_number"}.get(path[1], path[1])
+        assert getattr(handled.message, field) is None
+
+
 def _wrong_type(path: tuple[str, ...], value: Any) -> bool:
     """True when ``value`` is not acceptable at ``path``."""
-    if path in (("response",), ("message",)):  # the objects; ("message", "message") is text
+    if path == ("response",):
         return not isinstance(value, dict)
+    if path == ("message",):  # ("message", "message") is the text
+        return value is not None and not isinstance(value, dict)
     if path[-1] == "metadata":
         return value is not None and not isinstance(value, dict)
+    if path[0] == "message":
+        return value is not None and not isinstance(value, str)
     return not isinstance(value, str)
 
 

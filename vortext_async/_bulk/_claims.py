@@ -26,6 +26,7 @@ __all__ = [
     "decide",
     "fingerprint",
     "journal_key",
+    "storable",
 ]
 
 DEFAULT_JOB: Final = "default"
@@ -187,7 +188,14 @@ class JournalStatus:
 
 def journal_key(sms_key: str | None, position: int) -> str:
     """The journal key of a message: its own key, else its position in the input."""
-    return f"k:{sms_key}" if sms_key is not None else f"p:{position}"
+    if sms_key is None:
+        return f"p:{position}"
+    return f"k:{storable(sms_key)}"
+
+
+def storable(text: str) -> str:
+    """``text`` as a journal can store it: a lone surrogate (not UTF-8) as ``\\udc80``."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def fingerprint(phone_number: object, message: object) -> str:

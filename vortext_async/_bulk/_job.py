@@ -44,7 +44,7 @@ from ._journal import make_journal
 
 __all__ = ["BulkJob", "BulkProgress", "BulkSummary", "Sender", "send_bulk"]
 
-logger = logging.getLogger("vortext_async")
+logger = logging.getLogger("vortext_async.bulk")
 
 
 class Sender(Protocol):
@@ -271,6 +271,11 @@ class BulkJob:
             stopped=self._stop_requested or self._error is not None,
             skipped=self._skipped,
         )
+
+    @property
+    def progress(self) -> BulkProgress:
+        """Where the job stands now (what ``on_progress`` is given), for polling."""
+        return self._progress(finished=self._ended_at is not None)
 
     def __aiter__(self) -> AsyncIterator[SendResult]:
         if self._iterated:
@@ -608,8 +613,14 @@ class BulkJob:
     def _report_progress(self, *, finished: bool) -> None:
         if self._on_progress is None:
             return
+        try:
+            self._on_progress(self._progress(finished=finished))
+        except Exception:
+            logger.exception("the bulk job's on_progress callback raised")
+
+    def _progress(self, *, finished: bool) -> BulkProgress:
         summary = self.summary
-        progress = BulkProgress(
+        return BulkProgress(
             done=summary.total,
             in_flight=self._in_flight + self._settling,
             sent=summary.sent,
@@ -621,10 +632,6 @@ class BulkJob:
             finished=finished,
             skipped=summary.skipped,
         )
-        try:
-            self._on_progress(progress)
-        except Exception:
-            logger.exception("the bulk job's on_progress callback raised")
 
 
 def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:

@@ -60,6 +60,7 @@ from ._claims import (
     decide,
     fingerprint,
     journal_key,
+    storable,
 )
 
 __all__ = [
@@ -457,7 +458,7 @@ class Journal:
     def _claim(
         self, conn: sqlite3.Connection, key: str, fingerprint: str, phone_number: object
     ) -> Claim:
-        phone = phone_number if isinstance(phone_number, str) else repr(phone_number)
+        phone = storable(phone_number) if isinstance(phone_number, str) else repr(phone_number)
         inserted = conn.execute(
             "INSERT OR IGNORE INTO messages (job, key, state, run, fingerprint, phone_number) "
             "VALUES (?, ?, 'attempting', ?, ?, ?)",

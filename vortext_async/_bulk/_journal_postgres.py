@@ -54,6 +54,7 @@ from ._claims import (
     JournalStatus,
     Previous,
     decide,
+    storable,
 )
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ class PostgresJournal:
 
     def claim(self, key: str, fingerprint: str, phone_number: object) -> asyncio.Future[Claim]:
         """Decide what to do with a message; a SEND claim's row is committed when done."""
-        phone = phone_number if isinstance(phone_number, str) else repr(phone_number)
+        phone = storable(phone_number) if isinstance(phone_number, str) else repr(phone_number)
         return self._submit("claim", (key, fingerprint, phone))
 
     def settle(
@@ -339,12 +340,14 @@ class PostgresJournal:
         retryable: bool = False,
     ) -> asyncio.Future[None]:
         """Record how a message's send ended (``sent``, ``failed`` or ``uncertain``)."""
+        reason = storable(reason) if reason is not None else None
         return self._submit("settle", (key, state, message_id, reason, retryable))
 
     def settle_nowait(
         self, key: str, state: str, *, reason: str | None = None, retryable: bool = False
     ) -> None:
         """Like :meth:`settle` without waiting (committed before :meth:`aclose` returns)."""
+        reason = storable(reason) if reason is not None else None
         self._enqueue("settle", (key, state, None, reason, retryable), None)
 
     def unclaim(self, key: str, previous: Previous) -> None:

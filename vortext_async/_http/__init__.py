@@ -2,19 +2,25 @@
 
 - :mod:`._library`: which library carries the requests (``load_library``, ``library_of``);
 - :mod:`._layer`: :class:`HttpLayer`, one API and one set of errors over either library;
-- :mod:`._aiohttp`: the aiohttp-backed transport for the fast send path.
+- :mod:`._aiohttp`: the aiohttp-backed transport for the fast send path;
+- :mod:`._body`: answers read as a stream, decoded within a limit (``BodyReader``);
+- :mod:`._secret`: header values whose ``repr`` hides them (the credential).
 """
 
 from __future__ import annotations
 
 from ._aiohttp import aiohttp_transport, is_direct
+from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._layer import Answer, HttpLayer, Target, parse_retry_after
 from ._library import HttpLibrary, library_of, load_library
+from ._secret import SecretStr
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "Answer",
     "HttpLayer",
     "HttpLibrary",
+    "SecretStr",
     "Target",
     "aiohttp_transport",
     "is_direct",

@@ -12,8 +12,9 @@ The transport is built for one library (it is handed the module, ``httpx`` or
 library's exceptions with the meaning the HTTP layer relies on: a failure while
 getting a connection is a ``ConnectError``/``ConnectTimeout``/``PoolTimeout`` (the
 request was never written); anything after that is a read error or timeout (the
-server may have seen it).  Bodies are read whole inside the transport: the answers
-of this API are small, and a failure while reading one gets the same mapping.
+server may have seen it).  Bodies are streamed, never decoded here: the HTTP layer
+reads them within a limit and decodes them itself, and a failure while reading one
+gets the same mapping.
 
 Besides ``handle_async_request`` (for any ``AsyncClient``), the transport offers the
 HTTP layer a direct path, ``prepare()`` once and ``exchange()`` per request, that
@@ -24,10 +25,12 @@ the client's CPU per send (``benchmarks/README.md``).
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import cache
 from types import ModuleType
 from typing import Any
+
+from ._body import BodyReader, body_limit, content_encoding
 
 __all__ = ["aiohttp_transport", "is_direct"]
 
@@ -70,8 +73,9 @@ def aiohttp_transport(
 def is_direct(transport: object) -> bool:
     """Whether ``transport`` answers with complete responses a client may skip.
 
-    True for the transports built here: their answers are read whole, and an
-    ``AsyncClient`` of our own around them adds nothing the HTTP layer uses.
+    True for the transports built here: their ``exchange()`` reads an answer within
+    the layer's limits, and an ``AsyncClient`` of our own around them adds nothing
+    the HTTP layer uses.
     """
     return getattr(type(transport), "_vortext_direct", False) is True
 
@@ -100,6 +104,25 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             return lib.RemoteProtocolError(text, request=request)
         # Disconnects, resets, truncated bodies: the request may have gone out.
         return lib.ReadError(text, request=request)
+
+    class AiohttpStream(lib.AsyncByteStream):  # type: ignore[misc,name-defined]
+        """An answer's body as it arrives (raw bytes), for a streamed ``Response``."""
+
+        def __init__(self, answer: aiohttp.ClientResponse, request: Any) -> None:
+            self._answer = answer
+            self._request = request
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._answer.content.iter_any():
+                    yield chunk
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                raise mapped(error, self._request) from error
+
+        async def aclose(self) -> None:
+            if not self._answer.content.is_eof():
+                self._answer.close()  # stopped early: the connection cannot be reused
+            self._answer.release()
 
     class AiohttpTransport(lib.AsyncBaseTransport):  # type: ignore[misc,name-defined]
         """An ``AsyncBaseTransport`` over one ``aiohttp.ClientSession``."""
@@ -153,6 +176,29 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             """``url`` and ``headers`` in aiohttp's own types, for :meth:`exchange`."""
             return yarl.URL(url), multidict.CIMultiDict(headers)
 
+        async def _send(
+            self,
+            method: str,
+            url: Any,
+            headers: Any,
+            data: Any,
+            timeouts: dict[str, Any],
+            server_hostname: str | None,
+        ) -> aiohttp.ClientResponse:
+            """Send one request; the answer's status and headers, its body unread."""
+            session = self._session or self._open()
+            return await session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                compress=False,
+                timeout=self._timeout(timeouts),
+                server_hostname=server_hostname,
+                auto_decompress=False,  # decoded by the caller, within a limit
+            )
+
         async def exchange(
             self,
             method: str,
@@ -161,55 +207,67 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             data: Any,
             timeouts: dict[str, Any],
             *,
-            server_hostname: str | None = None,
-            decompress: bool = True,
-            request: Any = None,
+            max_bytes: int,
         ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes, str | None]:
-            """Send one request, read the whole answer: ``(status, headers, body, reason)``.
+            """Send one request, read its answer: ``(status, headers, body, problem)``.
 
             The direct path of the HTTP layer: no ``Request`` or ``Response`` of the
-            library is built, so aiohttp decodes a ``Content-Encoding`` (gzip, deflate...)
-            unless ``decompress`` is False.  Failures are raised as the library's
-            exceptions.
+            library is built.  The body is read as a stream and decoded by a
+            :class:`~vortext_async._http._body.BodyReader` (at most ``max_bytes`` of a 2xx, an
+            excerpt of anything else); past that the connection is dropped and
+            ``problem`` says why.  Failures are raised as the library's exceptions.
             """
-            session = self._session or self._open()
             try:
-                async with session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    compress=False,
-                    timeout=self._timeout(timeouts),
-                    server_hostname=server_hostname,
-                    auto_decompress=decompress,
-                ) as answer:
-                    body = await answer.read()
-                    return answer.status, answer.raw_headers, body, answer.reason
+                answer = await self._send(method, url, headers, data, timeouts, None)
+                try:
+                    raw_headers = answer.raw_headers
+                    encoding = content_encoding(raw_headers)
+                    limit = body_limit(answer.status, max_bytes)
+                    length = answer.content_length
+                    if encoding is None and length is not None and length <= limit:
+                        # The common case, bounded by its Content-Length (aiohttp reads
+                        # exactly that much): one read, no decoder.
+                        return answer.status, raw_headers, await answer.read(), None
+                    reader = BodyReader(encoding, limit)
+                    if reader.complete:
+                        async for chunk in answer.content.iter_any():
+                            if not reader.feed(chunk):
+                                break
+                finally:
+                    if not answer.content.is_eof():
+                        answer.close()  # the rest unread: the connection cannot be reused
+                    answer.release()
+                return answer.status, raw_headers, reader.body, reader.problem
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
-                raise mapped(error, request) from error
+                raise mapped(error, None) from error
 
         async def handle_async_request(self, request: Any) -> Any:
             try:
                 data = request.content or None
             except lib.RequestNotRead:
                 data = request.stream  # a streamed body: aiohttp iterates it
-            status, headers, body, reason = await self.exchange(
-                request.method,
-                str(request.url),
-                request.headers.multi_items(),
-                data,
-                request.extensions.get("timeout", {}),
-                server_hostname=request.extensions.get("sni_hostname"),
-                decompress=False,  # the library decodes a Response's Content-Encoding
-                request=request,
-            )
+            try:
+                answer = await self._send(
+                    request.method,
+                    str(request.url),
+                    request.headers.multi_items(),
+                    data,
+                    request.extensions.get("timeout", {}),
+                    request.extensions.get("sni_hostname"),
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                raise mapped(error, request) from error
             extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
-            if reason:
-                extensions["reason_phrase"] = reason.encode("ascii", "replace")
+            if answer.reason:
+                extensions["reason_phrase"] = answer.reason.encode("ascii", "replace")
+            # Streamed: the library (and the HTTP layer above it) reads the body as it
+            # arrives and may stop early; its Content-Encoding is decoded up there.
             return lib.Response(
-                status, headers=headers, content=body, request=request, extensions=extensions
+                answer.status,
+                headers=answer.raw_headers,
+                stream=AiohttpStream(answer, request),
+                request=request,
+                extensions=extensions,
             )
 
         async def aclose(self) -> None:

@@ -5,10 +5,16 @@ the same API (``httpx2`` is the maintained continuation of ``httpx``), so the cl
 talks to an :class:`HttpLayer`, which maps each library's exceptions to the
 :mod:`vortext_async._errors` classes with one meaning: was the request possibly
 seen by the server or certainly not?
+
+Whatever carries it, an exchange has one deadline for all of it (``attempt_timeout``)
+and its answer is read as a stream, decoded here within a limit
+(:mod:`._body`): a dripping, huge or compressed-bomb answer costs a
+bounded time and memory.  Redirects are never followed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import email.utils
 import importlib
@@ -26,7 +32,9 @@ from vortext_async._errors import (
     TransportError,
 )
 
+from ._body import ACCEPT_ENCODING, BodyReader, body_limit, content_encoding
 from ._library import HttpLibrary, library_of, load_library
+from ._secret import as_bytes_headers
 
 __all__ = ["Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
 
@@ -49,16 +57,27 @@ class Target:
 
 
 class Answer:
-    """A complete HTTP answer, whichever library carried it: status, body, headers."""
+    """An HTTP answer, whichever library carried it: status, decoded body, headers.
 
-    __slots__ = ("_raw_headers", "content", "status_code")
+    ``content`` is the decoded body, read as a stream and cut at a limit: the whole
+    of a 2xx answer up to ``max_bytes``, an excerpt of any other.  ``problem`` is None
+    when ``content`` is the whole body, else why it is not (over the limit, an
+    encoding we cannot decode): a 2xx answer with a problem cannot be trusted.
+    """
+
+    __slots__ = ("_raw_headers", "content", "problem", "status_code")
 
     def __init__(
-        self, status_code: int, content: bytes, raw_headers: Sequence[tuple[bytes, bytes]]
+        self,
+        status_code: int,
+        content: bytes,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        problem: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.content = content
         self._raw_headers = raw_headers
+        self.problem = problem
 
     @property
     def headers(self) -> dict[str, str]:
@@ -163,11 +182,16 @@ class HttpLayer:
         return _timeout(importlib.import_module(self.library), timeout)
 
     def prepare(self, method: str, url: str, headers: Mapping[str, str]) -> Target:
-        """``method url`` with ``headers``, parsed once for requests that reuse them."""
+        """``method url`` with ``headers``, parsed once for requests that reuse them.
+
+        ``Accept-Encoding`` is set to what :class:`BodyReader` decodes: bodies are
+        decoded here, within a limit, never by the library.
+        """
+        headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}
         if self._direct is not None:
             direct_url, direct_headers = self._direct.prepare(url, headers)
             return Target(method, url, direct_url, direct_headers)
-        return Target(method, url, self._lib.URL(url), self._lib.Headers(headers))
+        return Target(method, url, self._lib.URL(url), self._lib.Headers(as_bytes_headers(headers)))
 
     async def exchange(
         self,
@@ -175,17 +199,53 @@ class HttpLayer:
         content: bytes | None = None,
         *,
         extensions: dict[str, Any] | None = None,
+        attempt_timeout: float,
+        max_bytes: int,
     ) -> Answer:
-        """Send one request and read the whole answer; failures become ``TransportError``.
+        """Send one request and read its answer; failures become ``TransportError``.
+
+        The whole exchange (a pooled or new connection, the request, the status line,
+        the headers and the body) ends within ``attempt_timeout`` seconds, whatever
+        the library's own timeouts allow: past it, a :class:`RequestTimeoutError` that
+        says the request may have been seen.  The body is read as a stream and decoded
+        here, keeping at most ``max_bytes`` of a 2xx answer (an excerpt of any other,
+        see :func:`body_limit`); past that the connection is dropped and the answer
+        comes back with its ``problem`` set.  Redirects are never followed.
 
         ``extensions`` (a per-request timeout) apply to a handed-in client only.
         """
+        deadline = asyncio.timeout(attempt_timeout)
+        try:
+            async with deadline:
+                return await self._exchange(target, content, extensions, max_bytes)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise RequestTimeoutError(
+                f"no complete answer within attempt_timeout={attempt_timeout:g} s",
+                method=target.method,
+                url=target.text,
+                request_sent=True,
+            ) from None
+
+    async def _exchange(
+        self,
+        target: Target,
+        content: bytes | None,
+        extensions: dict[str, Any] | None,
+        max_bytes: int,
+    ) -> Answer:
         try:
             if self._direct is not None:
-                status, raw_headers, body, _ = await self._direct.exchange(
-                    target.method, target.url, target.headers, content, self._extensions
+                status, raw_headers, body, problem = await self._direct.exchange(
+                    target.method,
+                    target.url,
+                    target.headers,
+                    content,
+                    self._extensions,
+                    max_bytes=max_bytes,
                 )
-                return Answer(status, body, raw_headers)
+                return Answer(status, body, raw_headers, problem)
             request = self._lib.Request(
                 target.method,
                 target.url,
@@ -193,8 +253,26 @@ class HttpLayer:
                 content=content,
                 extensions=extensions or {},
             )
-            response = await self.client.send(request)
-            return Answer(response.status_code, response.content, response.headers.raw)
+            # A handed-in client may follow redirects: never for us (a send must not
+            # be made twice, nor turned into a GET somewhere else).
+            response = await self.client.send(request, stream=True, follow_redirects=False)
+            try:
+                raw_headers = response.headers.raw
+                limit = body_limit(response.status_code, max_bytes)
+                if response.is_stream_consumed:
+                    # Built in memory by the transport (a mock's ``content=``): the
+                    # library has read and decoded it already.
+                    reader = BodyReader(None, limit)
+                    reader.feed(response.content)
+                else:
+                    reader = BodyReader(content_encoding(raw_headers), limit)
+                    if reader.complete:
+                        async for chunk in response.aiter_raw():
+                            if not reader.feed(chunk):
+                                break
+            finally:
+                await response.aclose()
+            return Answer(response.status_code, reader.body, raw_headers, reader.problem)
         except BaseException as error:
             mapped = self.map_error(error, target.method, target.text)
             if mapped is None:

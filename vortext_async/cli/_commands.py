@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,7 @@ from ._input import (
     detect_format,
     read_messages,
 )
+from ._progress import summary_json
 
 
 @app.command()
@@ -214,6 +216,30 @@ def bulk(
         Path | None,
         typer.Option(help="Write one CSV line per message: key, outcome, message id, error."),
     ] = None,
+    progress_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            metavar="SECONDS",
+            help="When stdout is not a terminal: one progress line every SECONDS.",
+        ),
+    ] = 10.0,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress, no problem lines: the summary only."),
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            metavar="debug|info|warning|error",
+            help="The library's log lines on stderr from this level (default: warning; "
+            "--quiet: error).",
+        ),
+    ] = None,
+    summary_json_path: Annotated[
+        Path | None,
+        typer.Option("--summary-json", metavar="PATH", help="Also write the summary as JSON."),
+    ] = None,
     username: Username = None,
     password: Password = None,
     base_url: BaseUrl = None,
@@ -225,12 +251,19 @@ def bulk(
     columns as metadata.  JSON Lines: one object per line with phone_number, message,
     optional metadata (an object) and key.  A bad line is reported with its number
     and the job goes on.  Exit code 0 only when every message was sent.
+
+    When stdout is not a terminal (a pipe, a log file, systemd), a plain progress
+    line every --progress-interval seconds: sent, failed, uncertain, queued, the rate
+    over the interval and the time left from the caps.
     """
     try:
         fmt = detect_format(file, input_format)
     except InputFormatError as error:
         _fail(str(error), EXIT_USAGE)
-    rate_limit = RateLimit(per_minute=per_minute, per_hour=per_hour)
+    _log_to_stderr(log_level or ("error" if quiet else "warning"))
+    rate_limit: RateLimit | None = None
+    if per_minute is not None or per_hour is not None:
+        rate_limit = RateLimit(per_minute=per_minute, per_hour=per_hour)
     client = _client(username, password, base_url, rate_limit=rate_limit)
     source = "standard input" if file == "-" else file
     total: int | None = None
@@ -240,11 +273,18 @@ def bulk(
                 total = count_records(counted, fmt)
         except OSError as error:
             _fail(f"cannot read {file}: {error.strerror}", EXIT_USAGE)
-    caps = _describe_caps(rate_limit)
-    _err().print(
-        f"sending {total if total is not None else 'the'} messages of {_escape(source)} "
-        f"({caps}, concurrency {concurrency}); Ctrl-C stops gracefully"
-    )
+    caps = "no caps given" if rate_limit is None else _describe_caps(rate_limit)
+    if not quiet:
+        _err().print(
+            f"sending {total if total is not None else 'the'} messages of {_escape(source)} "
+            f"({caps}, concurrency {concurrency}); Ctrl-C stops gracefully"
+        )
+    if rate_limit is None:
+        _err().print(
+            "[yellow]warning:[/] no caps given (--per-minute, --per-hour): the job starts "
+            "unpaced and learns a pace from the server's refusals (429); give the account's "
+            "caps to send without refusals"
+        )
 
     def messages(on_bad_line: Callable[[SendResult], object]) -> Iterator[Sms]:
         stream: IO[bytes] = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
@@ -268,6 +308,8 @@ def bulk(
         report=report,
         resend_uncertain=resend_uncertain,
         replace_changed=replace_changed,
+        progress_interval=progress_interval,
+        quiet=quiet,
     )
     try:
         tally = asyncio.run(_bulk_job(client, messages, total=total, options=options))
@@ -278,6 +320,11 @@ def bulk(
     if isinstance(tally.journal_error, JournalBusyError):
         _fail(str(tally.journal_error), EXIT_USAGE)  # nothing was read or sent
     tally.print_summary(_out(), journal=journal, job=options.job)
+    if summary_json_path is not None:
+        try:
+            summary_json(summary_json_path, tally.as_json())
+        except OSError as error:
+            _fail(f"cannot write the summary {summary_json_path}: {error.strerror}", EXIT_USAGE)
     if tally.journal_error is not None:
         _fail(str(tally.journal_error))
     raise typer.Exit(tally.exit_code())
@@ -286,3 +333,37 @@ def bulk(
 def default_job(file: str) -> str:
     """The CLI's job name for FILE: its name (``default`` for standard input)."""
     return "default" if file == "-" else Path(file).name
+
+
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LOG_LEVELS["error"] = logging.ERROR
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current ``sys.stderr`` (the live bar redirects it while it runs)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _log_to_stderr(level_name: str) -> None:
+    """The library's log lines on stderr, readable, from ``level_name`` up."""
+    level = _LOG_LEVELS.get(level_name.lower())
+    if level is None:
+        _fail(
+            f"--log-level must be one of {', '.join(_LOG_LEVELS)}, not {level_name!r}", EXIT_USAGE
+        )
+    package = logging.getLogger("vortext_async")
+    package.setLevel(level)
+    if not any(isinstance(handler, _StderrHandler) for handler in package.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+    for installed in package.handlers:
+        if isinstance(installed, _StderrHandler):
+            installed.setLevel(level)

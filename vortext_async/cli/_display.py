@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import math
 import signal
+import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,7 +25,6 @@ from rich.progress import (
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -50,6 +52,7 @@ from ._app import (
 from ._input import (
     BadLineError,
 )
+from ._progress import Counts, JobProgress, rate_text
 
 
 @attrs.frozen
@@ -62,6 +65,12 @@ class _BulkOptions:
     resend_uncertain: bool = False
     replace_changed: bool = False
     show_pacing: bool = False
+    progress_interval: float = 10.0
+    """Seconds between two plain progress lines (stdout not a terminal)."""
+    quiet: bool = False
+    """No bar, no progress lines, no problem lines: the summary only."""
+    plain: bool | None = None
+    """Plain progress lines on stdout; None: when stdout is not a terminal."""
 
 
 @attrs.define
@@ -84,6 +93,9 @@ class _Tally:
     @property
     def done(self) -> int:
         return self.sent + self.failed + self.uncertain
+
+    def counts(self) -> Counts:
+        return Counts(self.sent, self.failed, self.uncertain, self.resumed, self.bad_lines)
 
     @property
     def not_attempted(self) -> int | None:
@@ -123,8 +135,25 @@ class _Tally:
         if self.skipped:
             table.add_row("handled by other hosts", f"{self.skipped:,}")
         table.add_row("duration", f"{self.duration:.1f} s")
-        table.add_row("sends per second", f"{self.rate:,.1f}")
+        table.add_row("sends per second", rate_text(self.rate))
         return table
+
+    def as_json(self) -> dict[str, object]:
+        """The summary for ``--summary-json``."""
+        return {
+            "total": self.total,
+            "sent": self.sent,
+            "failed": self.failed,
+            "uncertain": self.uncertain,
+            "not_attempted": self.not_attempted,
+            "resumed": self.resumed,
+            "handled_by_other_hosts": self.skipped,
+            "bad_lines": self.bad_lines,
+            "interrupted": self.interrupted,
+            "duration_seconds": round(self.duration, 3),
+            "sends_per_second": round(self.rate, 3),
+            "exit_code": self.exit_code(),
+        }
 
     def print_summary(self, console: Console, *, journal: str | None, job: str) -> None:
         console.print(self.table())
@@ -148,20 +177,30 @@ async def _bulk_job(
     options: _BulkOptions,
     title: str = "sending",
 ) -> _Tally:
-    """Run one bulk job with a live bar; Ctrl-C stops it gracefully (twice: at once)."""
+    """Run one bulk job with a live bar; Ctrl-C stops it gracefully (twice: at once).
+
+    On a terminal (stderr), a live bar; when stdout is not a terminal, one plain,
+    flushed line every ``options.progress_interval`` seconds on stdout; ``quiet``:
+    neither.
+    """
     err = _err()
     tally = _Tally(total)
+    tracker = JobProgress(total)
     bad_lines: deque[SendResult] = deque()
+    plain = not options.quiet and (
+        options.plain if options.plain is not None else not sys.stdout.isatty()
+    )
+    show_bar = not options.quiet and err.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        _RateColumn(),
+        _RateColumn(tracker, tally),
         TextColumn("elapsed"),
         TimeElapsedColumn(),
         TextColumn("left"),
-        TimeRemainingColumn(),
+        _EtaColumn(tracker, tally, client),
         console=err,
         transient=False,
         auto_refresh=False,
@@ -174,8 +213,13 @@ async def _bulk_job(
         tally.add(result)
         progress.advance(task_id)
         report.write(result)
-        if result.outcome is not Outcome.SENT:
+        if result.outcome is not Outcome.SENT and not options.quiet:
             _show_problem(progress.console, tally, result)
+
+    def progress_line() -> None:
+        line = tracker.line(tally.counts(), client.limiter.state())
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
     async def job_results() -> None:
         job = client.send_bulk(
@@ -188,7 +232,7 @@ async def _bulk_job(
             replace_changed=options.replace_changed,
         )
         jobs.append(job)
-        stopper = _Stopper(client, job, err, options.grace)
+        stopper = _Stopper(client, job, err, options.grace, tracker)
         with stopper.installed():
             try:
                 async for result in job:
@@ -210,17 +254,32 @@ async def _bulk_job(
     renderables: list[RenderableType] = [progress]
     if pacing is not None:
         renderables.append(pacing)
+    interval = options.progress_interval
     try:
-        async with client, _live(err, Group(*renderables)) as refresh:
+        async with client, _live(err, Group(*renderables), show=show_bar) as refresh:
             runner = asyncio.ensure_future(job_results())
+            next_line = time.monotonic() + interval
             while not runner.done():
-                await asyncio.wait({runner}, timeout=0.1)
+                timeout = 0.1
+                if plain:
+                    timeout = min(timeout, max(0.0, next_line - time.monotonic()))
+                await asyncio.wait({runner}, timeout=timeout)
+                tracker.sample(tally.counts())
+                if plain and time.monotonic() >= next_line and not runner.done():
+                    progress_line()
+                    next_line += interval * max(
+                        1, math.ceil((time.monotonic() - next_line) / interval)
+                    )
                 if pacing is not None:
                     pacing.update()
                 if jobs and jobs[0].summary.skipped:  # other hosts' messages count as done
                     progress.update(task_id, completed=tally.done + jobs[0].summary.skipped)
                 refresh()
             await runner
+            tracker.finish()
+            refresh()
+        if plain:
+            progress_line()
     finally:
         report.close()
     return tally
@@ -241,9 +300,15 @@ def _show_problem(console: Console, tally: _Tally, result: SendResult) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _live(console: Console, renderable: RenderableType) -> AsyncIterator[Callable[[], None]]:
+async def _live(
+    console: Console, renderable: RenderableType, *, show: bool = True
+) -> AsyncIterator[Callable[[], None]]:
     """A live display refreshed from the event loop (no thread reads our state)."""
     from rich.live import Live
+
+    if not show:
+        yield lambda: None
+        return
 
     with Live(renderable, console=console, auto_refresh=False, transient=False) as live:
         yield live.refresh
@@ -260,7 +325,15 @@ class _Stopper:
     third one interrupts the process the usual way.
     """
 
-    def __init__(self, client: VortextClient, job: Any, console: Console, grace: float) -> None:
+    def __init__(
+        self,
+        client: VortextClient,
+        job: Any,
+        console: Console,
+        grace: float,
+        tracker: JobProgress | None = None,
+    ) -> None:
+        self._tracker = tracker
         self._client = client
         self._job = job
         self._console = console
@@ -287,6 +360,8 @@ class _Stopper:
 
     def _on_sigint(self) -> None:
         self._presses += 1
+        if self._tracker is not None:
+            self._tracker.stopping = True
         if self._presses == 1:
             self._console.print(
                 f"[yellow]stopping: no new sends; those in flight get up to {self._grace:g} s "
@@ -307,11 +382,29 @@ class _Stopper:
 
 
 class _RateColumn(ProgressColumn):
-    """Messages per second over the bar's recent history."""
+    """Messages sent per second over the last 10 s; the job's average once it is over."""
+
+    def __init__(self, tracker: JobProgress, tally: _Tally) -> None:
+        super().__init__()
+        self._tracker = tracker
+        self._tally = tally
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- /s" if speed is None else f"{speed:,.0f}/s", style="cyan")
+        return Text(rate_text(self._tracker.recent_rate(self._tally.counts())), style="cyan")
+
+
+class _EtaColumn(ProgressColumn):
+    """Time left from the caps; "stopping" after Ctrl-C, "done" or "stopped" at the end."""
+
+    def __init__(self, tracker: JobProgress, tally: _Tally, client: VortextClient) -> None:
+        super().__init__()
+        self._tracker = tracker
+        self._tally = tally
+        self._client = client
+
+    def render(self, task: Task) -> Text:
+        state = self._client.limiter.state()
+        return Text(self._tracker.eta_text(self._tally.counts(), state), style="cyan")
 
 
 class _Pacing:

@@ -10,7 +10,9 @@ Two formats, both UTF-8:
   "metadata": {...}, "key": ...}`` (``phoneNumber`` accepted; ``metadata`` and
   ``key`` optional; blank lines skipped; any other field is an error, to catch typos).
 
-Records are read one at a time as the job asks for them, never all at once.  A bad
+Records are read one at a time as the job asks for them, never all at once; a JSON
+Lines record longer than :data:`MAX_JSONL_LINE_BYTES` is a bad record, skipped
+without being read into memory whole.  A bad
 record (undecodable bytes, wrong number of CSV fields, a missing phone number or
 message, JSON that is not an object, metadata that is not an object) does not stop
 the job: it is handed to ``on_bad_line`` as a FAILED :class:`SendResult` whose
@@ -30,6 +32,7 @@ from typing import IO, Any, Final, Literal
 from vortext_async import BadLineError, InputFormatError, Outcome, SendResult, Sms
 
 __all__ = [
+    "MAX_JSONL_LINE_BYTES",
     "BadLineError",
     "InputFormat",
     "InputFormatError",
@@ -48,6 +51,12 @@ _EXTENSIONS: Final[dict[str, InputFormat]] = {
 _PHONE: Final = ("phone_number", "phoneNumber")
 _JSON_FIELDS: Final = frozenset({*_PHONE, "message", "metadata", "key"})
 _BOM: Final = "\ufeff"
+
+MAX_JSONL_LINE_BYTES: Final = 1024 * 1024
+"""The longest JSON Lines record read (1 MiB); a longer line is a bad record, skipped
+in bounded memory.  A valid message and its metadata take far less (1,600
+characters and 8 KiB by default)."""
+_SKIP_CHUNK: Final = 64 * 1024
 
 
 OnBadLine = Callable[[SendResult], object]
@@ -80,16 +89,15 @@ def read_messages(
     Raises :class:`InputFormatError` before the first message for a file that cannot
     be read at all (CSV: no header, no ``phone_number`` or ``message`` column).
     """
-    lines = _Lines(stream)
     if fmt == "csv":
-        return _read_csv(lines, source, on_bad_line)
-    return _read_jsonl(lines, source, on_bad_line)
+        return _read_csv(_Lines(stream), source, on_bad_line)
+    return _read_jsonl(_Lines(stream, max_bytes=MAX_JSONL_LINE_BYTES), source, on_bad_line)
 
 
 def count_records(stream: IO[bytes], fmt: InputFormat) -> int:
     """How many records ``stream`` holds (good or bad), for a progress bar's total."""
     if fmt == "jsonl":
-        return sum(1 for raw in stream if raw.strip())
+        return _count_lines(stream)
     text = (raw.decode("utf-8", "replace") for raw in stream)
     rows = sum(1 for row in csv.reader(text) if row)
     return max(rows - 1, 0)
@@ -98,16 +106,49 @@ def count_records(stream: IO[bytes], fmt: InputFormat) -> int:
 # -- lines -------------------------------------------------------------------------
 
 
-class _Lines:
-    """Decoded lines of a binary stream, with the numbers of the undecodable ones."""
+def _count_lines(stream: IO[bytes]) -> int:
+    """Lines that are not blank, read in chunks: a huge line is never held whole."""
+    count = 0
+    filled = False  # the current line has something besides whitespace
+    while chunk := stream.read(_SKIP_CHUNK):
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            count += filled or bool(piece.strip())
+            filled = False
+        filled = filled or bool(rest.strip())
+    return count + filled
 
-    def __init__(self, stream: IO[bytes]) -> None:
+
+class _Lines:
+    """Decoded lines of a binary stream, with the numbers of the undecodable ones.
+
+    With ``max_bytes``, a longer line is not read whole: its number goes to
+    ``too_long``, it is yielded as an empty string, and the rest of it is skipped.
+    """
+
+    def __init__(self, stream: IO[bytes], *, max_bytes: int | None = None) -> None:
         self._stream = stream
+        self._max_bytes = max_bytes
         self.number = 0
         self.undecodable: set[int] = set()
+        self.too_long: set[int] = set()
+
+    def _raw_lines(self) -> Iterator[bytes]:
+        limit = self._max_bytes
+        if limit is None:
+            yield from self._stream
+            return
+        readline = self._stream.readline
+        while raw := readline(limit + 1):
+            if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
+                while (rest := readline(_SKIP_CHUNK)) and not rest.endswith(b"\n"):
+                    pass
+                self.too_long.add(self.number + 1)
+                raw = b""
+            yield raw
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self._stream:
+        for raw in self._raw_lines():
             self.number += 1
             try:
                 text = raw.decode("utf-8")
@@ -218,6 +259,15 @@ def _cell(row: list[str], index: int) -> str:
 def _read_jsonl(lines: _Lines, source: str, on_bad_line: OnBadLine) -> Iterator[Sms]:
     for text in lines:
         number = lines.number
+        if number in lines.too_long:
+            lines.too_long.discard(number)
+            _report(
+                on_bad_line,
+                source,
+                number,
+                f"longer than {MAX_JSONL_LINE_BYTES:,} bytes: not read (a record is far smaller)",
+            )
+            continue
         if not text.strip():
             continue
         if lines.bad_between(number, number) is not None:

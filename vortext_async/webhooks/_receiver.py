@@ -93,10 +93,13 @@ def parse_push(body: bytes | str) -> PushResponse:
     """Read a PUSH body as a :class:`PushResponse`, or raise :class:`InvalidPushError`.
 
     Strict where it matters: a JSON object whose ``response.content`` is a string and
-    ``response.answeredAt`` a date (``...+0200``, ``...Z`` or ``...+02:00``), and whose
-    ``message`` is the SMS (``messageId``, ``phoneNumber``, ``message``; ``metadata``
-    an object or null).  Lenient where the API may grow: unknown fields are kept in
-    each record's ``extra``.
+    ``response.answeredAt`` a date (``...+0200``, ``...Z`` or ``...+02:00``).  Lenient
+    where the API is silent: ``message`` is the SMS as far as the body describes it,
+    and each of its fields (``messageId``, ``phoneNumber``, ``message``, ``metadata``)
+    may be absent or null (``None``); the API reference's own example sends
+    ``"message": { }``.  A field present with the wrong type (a number for
+    ``messageId``, an array for ``metadata``) is still refused.  Unknown fields are kept
+    in each record's ``extra``.
     """
     try:
         # Not _converter.decode: it quotes the body (a person's reply) in its message,
@@ -179,7 +182,8 @@ class PushReceiver:
 
     - ``200`` ``{"status": "handled"}``, or ``{"status": "duplicate"}`` for a push
       already handled within ``dedupe_window`` seconds (same message id, content and
-      ``answeredAt``): acknowledged, not handed over again;
+      ``answeredAt``): acknowledged, not handed over again.  A push without a message
+      id is always handed over: nothing tells a repeat from another person's reply;
     - ``400`` for a body that is not JSON or not a push, ``413`` for a body over
       ``max_body_size`` bytes (refused without reading the rest), ``415`` for a
       content type other than JSON, ``405`` for a method other than POST, each with a
@@ -372,7 +376,10 @@ class PushReceiver:
 
     async def _deliver(self, push: PushResponse) -> _Answer:
         seen = self._seen
-        if seen is None:
+        if seen is None or push.message.message_id is None:
+            # Without a message id (the documented body has none), two people answering
+            # "STOP" in the same millisecond send the same bytes: handing both over is
+            # safe for an idempotent handler, dropping one is not.
             return await self._handle(push)
         key = push_key(push)
         # The same push arriving while it is being handled waits for that outcome.
