@@ -60,7 +60,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def types(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    _install(session, "httpx2", "redis", "cli", "fastapi", "fast", group="lint")
+    _install(session, "httpx2", "redis", "postgres", "cli", "fastapi", "fast", group="lint")
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("mypy", "--strict", "vortext_async")
 
@@ -77,7 +77,7 @@ def docs(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench_smoke(session: nox.Session) -> None:
     """Every benchmark on a tiny size: they run; their numbers mean nothing here."""
-    _install(session, "httpx2", "redis", "cli", "fast", group="bench")
+    _install(session, "httpx2", "redis", "postgres", "cli", "fast", group="bench")
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("python", "benchmarks/run.py", "--quick")
 
@@ -85,6 +85,6 @@ def bench_smoke(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """The benchmark suite at full size: prints tables of medians and ratios."""
-    _install(session, "httpx2", "redis", "cli", "fast", group="bench")
+    _install(session, "httpx2", "redis", "postgres", "cli", "fast", group="bench")
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -26,6 +26,7 @@ SUITE = (
     "bench_throughput.py",
     "bench_limiter.py",
     "bench_bulk.py",
+    "bench_journal.py",
     "bench_fastapi.py",
     "bench_learned.py",
 )

@@ -13,7 +13,16 @@ from ._api import (
     MAX_METADATA_DEPTH,
     MAX_METADATA_SIZE,
 )
-from ._bulk import BulkJob, BulkProgress, BulkSummary, send_bulk
+from ._bulk import (
+    BulkJob,
+    BulkProgress,
+    BulkSummary,
+    JournalRun,
+    JournalStatus,
+    journal_jobs,
+    journal_status,
+    send_bulk,
+)
 from ._client import (
     DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -34,6 +43,8 @@ from ._errors import (
     InvalidPushError,
     InvalidRequestError,
     InvalidResponseError,
+    JournalBusyError,
+    JournalError,
     LimiterUnavailableError,
     NotFoundError,
     PoolTimeoutError,
@@ -91,6 +102,10 @@ __all__ = [
     "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "JournalBusyError",
+    "JournalError",
+    "JournalRun",
+    "JournalStatus",
     "LearnedRateLimiter",
     "Limiter",
     "LimiterState",
@@ -127,5 +142,7 @@ __all__ = [
     "WrongEventLoopError",
     "__version__",
     "aiohttp_transport",
+    "journal_jobs",
+    "journal_status",
     "send_bulk",
 ]

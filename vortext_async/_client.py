@@ -22,7 +22,7 @@ from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
 
 from . import _api
-from ._bulk import BulkJob, BulkProgress, send_bulk
+from ._bulk import DEFAULT_JOB, BulkJob, BulkProgress, send_bulk
 from ._clock import Clock, MonotonicClock
 from ._converter import decode, encode_sms, structure
 from ._errors import (
@@ -427,8 +427,10 @@ class VortextClient:
         *,
         concurrency: int = 64,
         journal: str | os.PathLike[str] | None = None,
+        job: str = DEFAULT_JOB,
         resend_uncertain: bool = False,
         retry_failed: bool = True,
+        replace_changed: bool = False,
         on_progress: Callable[[BulkProgress], object] | None = None,
         grace: float = 10.0,
         max_wait: float | None = None,
@@ -441,10 +443,14 @@ class VortextClient:
         Args:
             messages: the messages, read lazily (an iterable or an async iterable).
             concurrency: sends in flight at most.
-            journal: a SQLite file recording each message, to resume without resending.
+            journal: a SQLite file recording each message, to resume without resending,
+                or a ``postgresql://`` URL whose journal several hosts share.
+            job: the job's name within the journal; keys are unique per job.
             resend_uncertain: with ``journal``, resend what an earlier run left uncertain.
             retry_failed: with ``journal``, resend what an earlier run failed for a
                 passing reason.
+            replace_changed: with ``journal``, let a changed message take a key whose
+                earlier message surely was not sent (FAILED); never a SENT or UNCERTAIN one.
             on_progress: called with the job's counts as it goes.
             grace: seconds the sends in flight get when the job is stopped.
             max_wait: each send's wait budget for the rate limiter (None: as long as the
@@ -455,8 +461,10 @@ class VortextClient:
             messages,
             concurrency=concurrency,
             journal=journal,
+            job=job,
             resend_uncertain=resend_uncertain,
             retry_failed=retry_failed,
+            replace_changed=replace_changed,
             on_progress=on_progress,
             grace=grace,
             max_wait=max_wait,

@@ -27,7 +27,9 @@ the package, and nothing here ever holds a credential::
     ├── ClientClosedError             the client is closed or shutting down
     ├── WrongEventLoopError           the client is used from a second event loop (RuntimeError)
     ├── LimiterUnavailableError       the shared (Redis) limiter cannot be reached
-    └── SyncInEventLoopError          a blocking call from inside a running event loop
+    ├── SyncInEventLoopError          a blocking call from inside a running event loop
+    └── JournalError                  a bulk job's journal failed (SQLite file, PostgreSQL)
+        └── JournalBusyError          a SQLite journal is held by another running job
 
     InputFormatError (ValueError)     a bulk input file that cannot be read at all
 
@@ -55,6 +57,8 @@ __all__ = [
     "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "JournalBusyError",
+    "JournalError",
     "LimiterUnavailableError",
     "NotFoundError",
     "PoolTimeoutError",
@@ -470,3 +474,32 @@ class SyncInEventLoopError(VortextError, RuntimeError):
     :class:`VortextClient` instead, or run the blocking call in a worker thread
     (``await asyncio.to_thread(client.send_sms, ...)``).
     """
+
+
+class JournalError(VortextError):
+    """A bulk job's journal cannot be opened, or failed during the job.
+
+    The job stops claiming messages at once; every message read has its result.
+    ``journal`` names the journal: a file path, or a PostgreSQL URL without its
+    password.
+    """
+
+    def __init__(self, journal: str, message: str) -> None:
+        super().__init__(f"the bulk job's journal {journal} {message}")
+        self.journal = journal
+
+
+class JournalBusyError(JournalError):
+    """A SQLite journal is held by another running job (one job per file at a time).
+
+    Raised before anything is sent.  ``holder`` says which process holds it, when known.
+    """
+
+    def __init__(self, journal: str, holder: str | None) -> None:
+        who = f" (held by {holder})" if holder else ""
+        super().__init__(
+            journal,
+            f"is in use by another running job{who}; nothing was sent. Wait for "
+            "that job to end, or give this job a journal of its own",
+        )
+        self.holder = holder

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from vortext_async import JournalError
 from vortext_async._bulk import ClaimKind, Journal, fingerprint, journal_key
 
 FP = fingerprint("+33611272727", "hello")
@@ -153,6 +154,6 @@ async def test_a_journal_of_another_schema_version_is_refused(path: Path) -> Non
 
 async def test_an_unwritable_path_fails_at_open(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "missing-dir" / "j.db")
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(JournalError, match="missing-dir"):
         await journal.open()
     await journal.aclose()

@@ -36,7 +36,12 @@ async def test_the_journal_and_its_wal_and_shm_files_are_0600(tmp_path: Path) ->
         job = send_bulk(client, messages, concurrency=1, journal=journal)
         async for _ in job:
             # While the job runs, SQLite holds its write-ahead log and shared memory.
-            assert modes(tmp_path) == {"job.db": 0o600, "job.db-wal": 0o600, "job.db-shm": 0o600}
+            assert modes(tmp_path) == {
+                "job.db": 0o600,
+                "job.db-wal": 0o600,
+                "job.db-shm": 0o600,
+                "job.db.lock": 0o600,
+            }
     await emulator.aclose()
 
 

@@ -11,4 +11,6 @@
 - ``edge_server``: a threaded hostile server (dripping, huge, gzip-bomb, redirect
   answers), and ``open_client`` over each transport; ``rss_child``: one send in a
   child process, printing its peak RSS growth.
+- ``postgres_server``: a throwaway PostgreSQL (initdb, start, stop) for the journal.
+- ``journal_child``: one host of a bulk campaign, for the PostgreSQL journal tests.
 """

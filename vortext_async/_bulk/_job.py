@@ -6,10 +6,12 @@ is free), keeps at most ``concurrency`` sends in flight and yields a
 client's public :meth:`~vortext_async.VortextClient.send`: the client's limiter sets
 the pace and its retry policy decides what is tried again.
 
-With a journal (:mod:`vortext_async._bulk._journal`) each message is recorded as
-``attempting`` (committed) before its request can go out, then as ``sent``,
-``failed`` or ``uncertain``; a rerun with the same journal reports what an earlier
-run did instead of sending again.
+With a journal (:mod:`vortext_async._bulk._journal`: a SQLite file, or a PostgreSQL
+database shared by several hosts) each message is recorded as ``attempting``
+(committed) before its request can go out, then as ``sent``, ``failed`` or
+``uncertain``; a rerun with the same journal reports what an earlier run did
+instead of sending again, and hosts running one job together skip the messages
+another live host holds.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ import attrs
 from vortext_async._errors import (
     ClientClosedError,
     InvalidRequestError,
+    JournalError,
     UncertainSendError,
     VortextError,
 )
 from vortext_async._models import Outcome, SendResult, SentSms, Sms
 from vortext_async._outcome import outcome_of
 
-from ._journal import Claim, ClaimKind, Journal, fingerprint, journal_key
+from ._claims import DEFAULT_JOB, Claim, ClaimKind, JournalBackend, fingerprint, journal_key
+from ._journal import make_journal
 
 __all__ = ["BulkJob", "BulkProgress", "BulkSummary", "Sender", "send_bulk"]
 
@@ -67,7 +71,8 @@ class BulkProgress:
 
     ``done`` results so far (``sent + failed + uncertain``), of which ``resumed``
     came from the journal; ``in_flight`` messages read and not finished; ``rate``
-    sends per second (resumed results excluded); ``finished`` on the last call.
+    sends per second (resumed results excluded); ``finished`` on the last call;
+    ``skipped`` messages another live host of the job holds (no result here).
     """
 
     done: int
@@ -79,6 +84,7 @@ class BulkProgress:
     elapsed: float
     rate: float
     finished: bool = False
+    skipped: int = 0
 
 
 @attrs.frozen
@@ -89,7 +95,9 @@ class BulkSummary:
     journal included (``resumed`` says how many were).  ``total`` is the number of
     messages read.  ``rate`` is sends per second, resumed results excluded.
     ``stopped`` is true when the job ended before its input did (stopped, cancelled,
-    or the input or the journal failed).
+    or the input or the journal failed).  ``skipped`` counts the messages another
+    live host of the same job held (a shared PostgreSQL journal): they have no result
+    here (that host reports them) and are not in ``total``.
     """
 
     sent: int
@@ -100,6 +108,7 @@ class BulkSummary:
     duration: float
     rate: float
     stopped: bool = False
+    skipped: int = 0
 
     def count(self, outcome: Outcome) -> int:
         """The number of results with ``outcome``."""
@@ -112,8 +121,10 @@ def send_bulk(
     *,
     concurrency: int = 64,
     journal: str | os.PathLike[str] | None = None,
+    job: str = DEFAULT_JOB,
     resend_uncertain: bool = False,
     retry_failed: bool = True,
+    replace_changed: bool = False,
     on_progress: Callable[[BulkProgress], object] | None = None,
     grace: float = 10.0,
     max_wait: float | None = None,
@@ -125,14 +136,23 @@ def send_bulk(
     ``concurrency`` messages are in flight, and at most ``concurrency`` results wait for a
     caller who is behind: reading is never more than ``2 * concurrency`` messages ahead.
 
-    ``journal``: a SQLite file recording each message (see the README, "Bulk sends").
+    ``journal``: a SQLite file recording each message, or a ``postgresql://`` URL
+    (extra ``postgres``) whose journal several hosts share (see the README, "Bulk
+    sends").  A SQLite journal is held by one job at a time
+    (:class:`~vortext_async.JournalBusyError` otherwise, before anything is sent).
+    ``job`` names the job within the journal: keys are unique per job.
     A message's key is its :attr:`Sms.key`, else its position in the input, so a
     resumed job without keys must read the same messages in the same order.  On a
     rerun, messages already sent are yielded as SENT with ``resumed=True``; those left
     uncertain (or ``attempting`` by a process that died) are yielded as UNCERTAIN and
     not resent unless ``resend_uncertain`` (may send an SMS twice); those that failed
     for a passing reason (network, rate limit, credentials) are sent again unless
-    ``retry_failed=False``.
+    ``retry_failed=False``.  A key whose journal row names another message is refused
+    (FAILED), unless ``replace_changed`` and that earlier message FAILED (so surely
+    did not go out): then the corrected message takes the key and is sent.  A key
+    whose message was SENT or UNCERTAIN is never replaced.  With a PostgreSQL
+    journal, messages that another live host of the job holds are skipped (no result;
+    :attr:`BulkSummary.skipped`).
 
     Stopping (``break``, :meth:`BulkJob.aclose`, cancelling the task) stops reading
     the input, stops at once the sends still waiting for the rate limit (FAILED, sent
@@ -154,7 +174,13 @@ def send_bulk(
         client,
         messages,
         concurrency=concurrency,
-        journal=Journal(journal, resend_uncertain=resend_uncertain, retry_failed=retry_failed)
+        journal=make_journal(
+            journal,
+            job=job,
+            resend_uncertain=resend_uncertain,
+            retry_failed=retry_failed,
+            replace_changed=replace_changed,
+        )
         if journal is not None
         else None,
         on_progress=on_progress,
@@ -184,7 +210,7 @@ class BulkJob:
         messages: Iterable[Sms] | AsyncIterable[Sms],
         *,
         concurrency: int,
-        journal: Journal | None,
+        journal: JournalBackend | None,
         on_progress: Callable[[BulkProgress], object] | None,
         grace: float,
         max_wait: float | None,
@@ -223,6 +249,7 @@ class BulkJob:
         self._failed = 0
         self._uncertain = 0
         self._resumed = 0
+        self._skipped = 0
         self._started_at = 0.0
         self._ended_at: float | None = None
 
@@ -242,6 +269,7 @@ class BulkJob:
             duration=duration,
             rate=_rate(self._sent + self._failed + self._uncertain - self._resumed, duration),
             stopped=self._stop_requested or self._error is not None,
+            skipped=self._skipped,
         )
 
     @property
@@ -488,6 +516,9 @@ class BulkJob:
             except Exception as error:
                 self._fail(_journal_error(journal, error))
                 return SendResult(sms, Outcome.FAILED, error=error)
+            if claim.kind is ClaimKind.ELSEWHERE:
+                self._skipped += 1  # another live host sends and reports it
+                return None
             if claim.kind is not ClaimKind.SEND:
                 return _from_journal(sms, key, claim)
         if self._stop_requested:
@@ -548,7 +579,9 @@ class BulkJob:
         )
         return None
 
-    def _settled(self, journal: Journal, result: SendResult, done: asyncio.Future[None]) -> None:
+    def _settled(
+        self, journal: JournalBackend, result: SendResult, done: asyncio.Future[None]
+    ) -> None:
         self._settling -= 1
         if not done.cancelled() and done.exception() is not None:
             error = done.exception()
@@ -597,6 +630,7 @@ class BulkJob:
             elapsed=summary.duration,
             rate=summary.rate,
             finished=finished,
+            skipped=summary.skipped,
         )
 
 
@@ -621,7 +655,7 @@ def _retryable(error: VortextError) -> bool:
     return not error.about_the_message  # the message itself is wrong: it would fail again
 
 
-def _record(journal: Journal, key: str, result: SendResult) -> asyncio.Future[None]:
+def _record(journal: JournalBackend, key: str, result: SendResult) -> asyncio.Future[None]:
     if result.outcome is Outcome.SENT:
         return journal.settle(key, "sent", message_id=result.message_id)
     if result.outcome is Outcome.FAILED:
@@ -654,7 +688,9 @@ def _from_journal(sms: Sms, key: str, claim: Claim) -> SendResult:
     return SendResult(sms, Outcome.FAILED, error=InvalidRequestError("key", key[2:], reason))
 
 
-def _journal_error(journal: Journal, error: Exception) -> Exception:
+def _journal_error(journal: JournalBackend, error: Exception) -> Exception:
+    if isinstance(error, JournalError):
+        return error  # says which journal already
     with contextlib.suppress(Exception):
-        error.add_note(f"the bulk job's journal {journal.path!r} failed")
+        error.add_note(f"the bulk job's journal {journal.name!r} failed")
     return error

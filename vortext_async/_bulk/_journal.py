@@ -1,7 +1,13 @@
-"""The bulk job's journal: which message was attempted, sent or failed, in SQLite.
+"""The bulk job's journal: which message was attempted, sent or failed.
 
-One row per message key, in a ``messages`` table::
+:class:`JournalBackend` is what a bulk job needs of a journal; :class:`Journal` keeps
+it in a SQLite file (this module), ``PostgresJournal`` on a PostgreSQL server shared
+by several hosts (:mod:`vortext_async._journal_postgres`).  :func:`make_journal`
+picks one from what the user passed (a path, or a ``postgresql://`` URL).
 
+One row per message of a job, in a ``messages`` table::
+
+    job           the job's name (a journal holds many jobs; keys are unique per job)
     key           'k:<Sms.key>' or 'p:<position in the input>'
     state         'attempting' | 'sent' | 'failed' | 'uncertain'
     run           the run (``runs`` table) that last handled the row
@@ -13,6 +19,10 @@ returns, so before its request can be written: a process killed at any moment
 leaves each message never attempted (no row), finished (``sent``/``failed``/
 ``uncertain``) or ``attempting`` (perhaps sent, never resent by default).
 
+A SQLite journal is held by one job at a time: :meth:`Journal.open` takes an
+exclusive lock on ``<path>.lock`` (released by the system if the process dies) and
+raises :class:`~vortext_async.JournalBusyError` when another job holds it.
+
 Every write goes through one thread that owns the connection and commits whatever
 has queued up in one transaction (group commit): the event loop never waits on the
 disk, and one ``fsync`` covers many messages.  WAL mode with ``synchronous=FULL``
@@ -23,90 +33,189 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import hashlib
+import logging
 import os
 import queue
+import re
+import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import IO, Any, Final
 
-import attrs
+from vortext_async._errors import JournalBusyError, JournalError
 
-__all__ = ["Claim", "ClaimKind", "Journal", "fingerprint", "journal_key"]
+from ._claims import (
+    DEFAULT_JOB,
+    SEND_NEW,
+    STATES,
+    Claim,
+    ClaimKind,
+    JournalBackend,
+    JournalRun,
+    JournalStatus,
+    Previous,
+    decide,
+    fingerprint,
+    journal_key,
+    storable,
+)
 
-_SCHEMA_VERSION: Final = 1
+__all__ = [
+    "Claim",
+    "ClaimKind",
+    "Journal",
+    "JournalBackend",
+    "JournalRun",
+    "JournalStatus",
+    "fingerprint",
+    "journal_jobs",
+    "journal_key",
+    "journal_status",
+    "make_journal",
+]
+
+logger = logging.getLogger("vortext_async")
+
+_SCHEMA_VERSION: Final = 2
 _MAX_BATCH: Final = 1024
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
     run INTEGER PRIMARY KEY AUTOINCREMENT,
-    started_at REAL NOT NULL
+    started_at REAL NOT NULL,
+    job TEXT NOT NULL DEFAULT 'default',
+    host TEXT,
+    pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS messages (
-    key TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    key TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('attempting', 'sent', 'failed', 'uncertain')),
     run INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     phone_number TEXT,
     message_id TEXT,
     reason TEXT,
-    retryable INTEGER
+    retryable INTEGER,
+    PRIMARY KEY (job, key)
 ) WITHOUT ROWID;
 """
 
-Previous = tuple[str, str | None, str | None, int | None] | None
-"""What a message's row held before a claim changed it, to put back (None: no row)."""
+# Version 1 had no jobs: its rows become the job "default".
+_MIGRATE_1_TO_2: Final = """
+ALTER TABLE messages RENAME TO messages_v1;
+ALTER TABLE runs ADD COLUMN job TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+{schema}
+INSERT INTO messages (job, key, state, run, fingerprint, phone_number, message_id, reason,
+                      retryable)
+    SELECT 'default', key, state, run, fingerprint, phone_number, message_id, reason, retryable
+    FROM messages_v1;
+DROP TABLE messages_v1;
+"""
+
+_POSTGRES_URL: Final = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
 
 
-class ClaimKind(enum.Enum):
-    """What the journal says to do with a message."""
-
-    SEND = "send"
-    """Send it: its ``attempting`` row is committed."""
-    SENT = "sent"
-    """An earlier run sent it (``message_id``): report it, do not send."""
-    FAILED = "failed"
-    """An earlier run failed it for a reason that does not allow a resend."""
-    UNCERTAIN = "uncertain"
-    """An earlier run may have sent it (``attempting`` or ``uncertain``): do not resend."""
-    DUPLICATE = "duplicate"
-    """Another message of this run has the same key."""
-    MISMATCH = "mismatch"
-    """The journal holds a different message under this key (a reordered input)."""
+def is_postgres_url(journal: object) -> bool:
+    """Whether ``journal`` names a PostgreSQL journal (else it is a SQLite path)."""
+    return isinstance(journal, str) and _POSTGRES_URL.match(journal) is not None
 
 
-@attrs.frozen
-class Claim:
-    """The journal's answer for one message (``previous``: its row before, for undo)."""
+def make_journal(
+    journal: str | os.PathLike[str],
+    *,
+    job: str = DEFAULT_JOB,
+    resend_uncertain: bool = False,
+    retry_failed: bool = True,
+    replace_changed: bool = False,
+) -> JournalBackend:
+    """The journal ``journal`` names: a ``postgresql://`` URL, else a SQLite file path."""
+    if is_postgres_url(journal):
+        from ._journal_postgres import PostgresJournal
 
-    kind: ClaimKind
-    message_id: str | None = None
-    reason: str | None = None
-    previous: Previous = None
+        return PostgresJournal(
+            str(journal),
+            job=job,
+            resend_uncertain=resend_uncertain,
+            retry_failed=retry_failed,
+            replace_changed=replace_changed,
+        )
+    return Journal(
+        journal,
+        job=job,
+        resend_uncertain=resend_uncertain,
+        retry_failed=retry_failed,
+        replace_changed=replace_changed,
+    )
 
 
-_SEND_NEW: Final = Claim(ClaimKind.SEND)
+async def journal_status(journal: str | os.PathLike[str], job: str = DEFAULT_JOB) -> JournalStatus:
+    """Read a job's counts from a journal (either kind), without changing it."""
+    if is_postgres_url(journal):
+        from ._journal_postgres import postgres_status
+
+        return await postgres_status(str(journal), job)
+    return await asyncio.to_thread(_sqlite_status, os.fspath(journal), job)
 
 
-def journal_key(sms_key: str | None, position: int) -> str:
-    """The journal key of a message: its own key, else its position in the input."""
-    if sms_key is None:
-        return f"p:{position}"
-    return f"k:{_storable(sms_key)}"
+async def journal_jobs(journal: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
+    """Every job a journal holds (either kind), with its messages per state."""
+    if is_postgres_url(journal):
+        from ._journal_postgres import postgres_jobs
+
+        return await postgres_jobs(str(journal))
+    return await asyncio.to_thread(_sqlite_jobs, os.fspath(journal))
 
 
-def _storable(text: str) -> str:
-    """``text`` as SQLite can store it: a lone surrogate (not UTF-8) as ``\\udc80``."""
-    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+def _read_sqlite(path: str) -> sqlite3.Connection:
+    if not os.path.exists(path):
+        raise JournalError(path, "does not exist")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != _SCHEMA_VERSION:
+        conn.close()
+        raise JournalError(path, f"is of schema version {version}, not {_SCHEMA_VERSION}")
+    return conn
 
 
-def fingerprint(phone_number: object, message: object) -> str:
-    """A short hash of what a message says, to notice a key reused for another one."""
-    data = f"{phone_number}\x00{message}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
+def _sqlite_jobs(path: str) -> dict[str, dict[str, int]]:
+    conn = _read_sqlite(path)
+    try:
+        jobs: dict[str, dict[str, int]] = {}
+        for job, state, count in conn.execute(
+            "SELECT job, state, count(*) FROM messages GROUP BY job, state ORDER BY job"
+        ):
+            jobs.setdefault(job, dict.fromkeys(STATES, 0))[state] = count
+    finally:
+        conn.close()
+    return jobs
+
+
+def _sqlite_status(path: str, job: str) -> JournalStatus:
+    conn = _read_sqlite(path)
+    try:
+        counts = dict.fromkeys(STATES, 0)
+        for state, count in conn.execute(
+            "SELECT state, count(*) FROM messages WHERE job = ? GROUP BY state", (job,)
+        ):
+            counts[state] = count
+        runs = tuple(
+            JournalRun(run, host, pid, started, None, attempting)
+            for run, host, pid, started, attempting in conn.execute(
+                "SELECT r.run, r.host, r.pid, r.started_at, "
+                "(SELECT count(*) FROM messages m WHERE m.job = r.job AND m.run = r.run "
+                "AND m.state = 'attempting') FROM runs r WHERE r.job = ? ORDER BY r.run",
+                (job,),
+            )
+        )
+    finally:
+        conn.close()
+    return JournalStatus(path, job, counts, runs)
 
 
 def _create_private(path: str) -> None:
@@ -128,25 +237,39 @@ _CLOSE: Final = object()
 
 
 class Journal:
-    """A bulk job's journal file; open with :meth:`open`, close with :meth:`aclose`.
+    """A bulk job's journal file (SQLite); open with :meth:`open`, close with :meth:`aclose`.
 
-    ``resend_uncertain``: claims of ``attempting``/``uncertain`` rows say SEND
-    (at-least-once).  ``retry_failed``: claims of retryable ``failed`` rows say SEND.
-    Only one job should use a journal at a time.
+    Args:
+        path: The SQLite file (created if missing).
+        job: The job's name: a file may hold many jobs, keys are unique per job.
+        resend_uncertain: Claims of ``attempting``/``uncertain`` rows say SEND
+            (at-least-once).
+        retry_failed: Claims of retryable ``failed`` rows say SEND.
+        replace_changed: A changed message may take the key of a ``failed`` row
+            (never of a ``sent``, ``attempting`` or ``uncertain`` one).
+        synchronous: SQLite's ``synchronous`` pragma (``FULL``: durable across a power cut).
+
+    One job at a time holds the file: :meth:`open` raises
+    :class:`~vortext_async.JournalBusyError` while another job has it open.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
+        job: str = DEFAULT_JOB,
         resend_uncertain: bool = False,
         retry_failed: bool = True,
+        replace_changed: bool = False,
         synchronous: str = "FULL",
     ) -> None:
         self.path = os.fspath(path)
+        self.job = job
         self.resend_uncertain = resend_uncertain
         self.retry_failed = retry_failed
+        self.replace_changed = replace_changed
         self._synchronous = synchronous
+        self._lock_file: IO[str] | None = None
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,12 +283,18 @@ class Journal:
         self.operations = 0
         """Writes and claims handled so far."""
 
+    @property
+    def name(self) -> str:
+        """The journal's path."""
+        return self.path
+
     # -- event loop side ---------------------------------------------------------------
 
     async def open(self) -> None:
-        """Start the writer thread, create the tables and record a new run."""
+        """Lock the file, start the writer thread, create the tables, record a new run."""
         if self._thread is not None:
             raise RuntimeError("the journal is already open")
+        self._lock_file = _lock_exclusively(self.path)
         self._loop = asyncio.get_running_loop()
         self._closed = self._loop.create_future()
         self._thread = threading.Thread(
@@ -202,12 +331,17 @@ class Journal:
 
     async def aclose(self) -> None:
         """Commit every queued write, close the database and stop the thread."""
-        if self._thread is None or self._closed is None:
-            return
-        if not self._closed.done():
-            self._queue.put(_CLOSE)
-        await asyncio.shield(self._closed)
-        self._thread.join(timeout=1.0)  # it resolved _closed as its last act
+        try:
+            if self._thread is None or self._closed is None:
+                return
+            if not self._closed.done():
+                self._queue.put(_CLOSE)
+            await asyncio.shield(self._closed)
+            self._thread.join(timeout=1.0)  # it resolved _closed as its last act
+        finally:
+            lock_file, self._lock_file = self._lock_file, None
+            if lock_file is not None:
+                lock_file.close()  # releases the lock
 
     def _submit(self, function: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
         assert self._loop is not None, "open() the journal first"
@@ -311,16 +445,27 @@ class Journal:
 
     def _open_db(self, conn: sqlite3.Connection) -> int:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
+        if version not in (0, 1, _SCHEMA_VERSION):
             raise sqlite3.DatabaseError(
                 f"{self.path} is a journal of schema version {version}, "
                 f"this version of vortext-async reads version {_SCHEMA_VERSION}"
             )
-        for statement in _SCHEMA.split(";"):
+        script = _MIGRATE_1_TO_2.format(schema=_SCHEMA) if version == 1 else _SCHEMA
+        for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        cursor = conn.execute("INSERT INTO runs (started_at) VALUES (?)", (time.time(),))
+        if version != _SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            logger.info(
+                "bulk journal %s: %s schema version %d",
+                self.path,
+                "created tables of" if version == 0 else "migrated to",
+                _SCHEMA_VERSION,
+            )
+        cursor = conn.execute(
+            "INSERT INTO runs (started_at, job, host, pid) VALUES (?, ?, ?, ?)",
+            (time.time(), self.job, socket.gethostname(), os.getpid()),
+        )
         run = cursor.lastrowid
         assert run is not None
         return run
@@ -328,40 +473,47 @@ class Journal:
     def _claim(
         self, conn: sqlite3.Connection, key: str, fingerprint: str, phone_number: object
     ) -> Claim:
-        phone = _storable(phone_number) if isinstance(phone_number, str) else repr(phone_number)
+        phone = storable(phone_number) if isinstance(phone_number, str) else repr(phone_number)
         inserted = conn.execute(
-            "INSERT OR IGNORE INTO messages (key, state, run, fingerprint, phone_number) "
-            "VALUES (?, 'attempting', ?, ?, ?)",
-            (key, self.run, fingerprint, phone),
+            "INSERT OR IGNORE INTO messages (job, key, state, run, fingerprint, phone_number) "
+            "VALUES (?, ?, 'attempting', ?, ?, ?)",
+            (self.job, key, self.run, fingerprint, phone),
         ).rowcount
         if inserted == 1:
-            return _SEND_NEW
-        state, run, stored_fingerprint, message_id, reason, retryable = conn.execute(
-            "SELECT state, run, fingerprint, message_id, reason, retryable "
-            "FROM messages WHERE key = ?",
-            (key,),
+            return SEND_NEW
+        state, run, stored_fingerprint, stored_phone, message_id, reason, retryable = conn.execute(
+            "SELECT state, run, fingerprint, phone_number, message_id, reason, retryable "
+            "FROM messages WHERE job = ? AND key = ?",
+            (self.job, key),
         ).fetchone()
         if run == self.run:
             return Claim(ClaimKind.DUPLICATE)
-        if stored_fingerprint != fingerprint:
-            return Claim(ClaimKind.MISMATCH)
-        previous: Previous = (state, message_id, reason, retryable)
-        resend = (state == "failed" and bool(retryable) and self.retry_failed) or (
-            state in ("attempting", "uncertain") and self.resend_uncertain
+        claim = decide(
+            state,
+            stored_fingerprint,
+            message_id,
+            reason,
+            bool(retryable),
+            fingerprint,
+            resend_uncertain=self.resend_uncertain,
+            retry_failed=self.retry_failed,
+            replace_changed=self.replace_changed,
         )
-        if resend:
+        if claim.kind is ClaimKind.MISMATCH:
+            return claim
+        if claim.kind is ClaimKind.SEND:
             conn.execute(
-                "UPDATE messages SET state = 'attempting', run = ?, message_id = NULL, "
-                "reason = NULL, retryable = NULL WHERE key = ?",
-                (self.run, key),
+                "UPDATE messages SET state = 'attempting', run = ?, fingerprint = ?, "
+                "phone_number = ?, message_id = NULL, reason = NULL, retryable = NULL "
+                "WHERE job = ? AND key = ?",
+                (self.run, fingerprint, phone, self.job, key),
             )
+            previous = (state, message_id, reason, retryable, stored_fingerprint, stored_phone)
             return Claim(ClaimKind.SEND, previous=previous)
-        conn.execute("UPDATE messages SET run = ? WHERE key = ?", (self.run, key))
-        if state == "sent":
-            return Claim(ClaimKind.SENT, message_id=message_id)
-        if state == "failed":
-            return Claim(ClaimKind.FAILED, reason=reason)
-        return Claim(ClaimKind.UNCERTAIN, reason=reason)
+        conn.execute(
+            "UPDATE messages SET run = ? WHERE job = ? AND key = ?", (self.run, self.job, key)
+        )
+        return claim
 
     def _settle(
         self,
@@ -374,22 +526,53 @@ class Journal:
     ) -> None:
         conn.execute(
             "UPDATE messages SET state = ?, message_id = ?, reason = ?, retryable = ? "
-            "WHERE key = ?",
-            (state, message_id, reason, int(retryable), key),
+            "WHERE job = ? AND key = ?",
+            (state, message_id, reason, int(retryable), self.job, key),
         )
 
     def _unclaim(self, conn: sqlite3.Connection, key: str, previous: Previous) -> None:
         if previous is None:
-            conn.execute("DELETE FROM messages WHERE key = ?", (key,))
+            conn.execute("DELETE FROM messages WHERE job = ? AND key = ?", (self.job, key))
         else:
             conn.execute(
-                "UPDATE messages SET state = ?, message_id = ?, reason = ?, retryable = ? "
-                "WHERE key = ?",
-                (*previous, key),
+                "UPDATE messages SET state = ?, message_id = ?, reason = ?, retryable = ?, "
+                "fingerprint = ?, phone_number = ? WHERE job = ? AND key = ?",
+                (*previous, self.job, key),
             )
 
     def __repr__(self) -> str:
-        return f"<Journal {self.path!r} run={self.run}>"
+        return f"<Journal {self.path!r} job={self.job!r} run={self.run}>"
+
+
+def _lock_exclusively(path: str) -> IO[str]:
+    """Hold ``<path>.lock`` for this job's life, or raise JournalBusyError at once."""
+    lock_path = path + ".lock"
+    try:
+        # Readable by its owner only, like the journal (it names the holder's host).
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        lock_file = os.fdopen(descriptor, "a+", encoding="utf-8")
+    except OSError as error:
+        raise JournalError(path, f"cannot be locked ({lock_path}: {error})") from error
+    try:
+        if sys.platform == "win32":  # pragma: no cover (POSIX CI)
+            import msvcrt
+
+            lock_file.seek(0)
+            msvcrt.locking(lock_file.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or None
+        lock_file.close()
+        raise JournalBusyError(path, holder) from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    lock_file.flush()
+    return lock_file
 
 
 def _deliver(results: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]]) -> None:

@@ -15,6 +15,8 @@ import typer
 from rich.table import Table
 
 from vortext_async import (
+    JournalBusyError,
+    JournalError,
     RateLimit,
     SendResult,
     Sms,
@@ -141,13 +143,15 @@ def get(
     _out().print(table)
 
 
-def _journal_problem(error: sqlite3.Error, journal: Path | None) -> str:
+def _journal_problem(error: Exception, journal: str | None) -> str:
     text = str(error)
-    if journal is not None and "unable to open" in text:
-        if journal.is_dir():
+    cannot_open = isinstance(error, OSError) or "unable to open" in text
+    if journal is not None and "://" not in journal and cannot_open:
+        path = Path(journal)
+        if path.is_dir():
             return "it is a folder, not a file"
-        if not journal.parent.is_dir():
-            return f"no such folder: {journal.parent}"
+        if not path.parent.is_dir():
+            return f"no such folder: {path.parent}"
     if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
         return f"{text} (is it a journal of vortext bulk? give another --journal path)"
     if "readonly" in text or "read-only" in text:
@@ -191,11 +195,30 @@ def bulk(
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Sends in flight at most.")] = 64,
     journal: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="SQLite journal: rerun the same command with it to resume without resending."
+            metavar="PATH|URL",
+            help="A SQLite file, or a postgresql:// URL that several hosts share: rerun the "
+            "same command with it to resume without resending.",
         ),
     ] = None,
+    job: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            show_default=False,
+            help="The job's name in the journal (default: FILE's name). Hosts sharing a "
+            "PostgreSQL journal with the same job split its messages between them.",
+        ),
+    ] = None,
+    replace_changed: Annotated[
+        bool,
+        typer.Option(
+            "--replace-changed",
+            help="With --journal: a changed message may take the key of one that failed "
+            "(never of one sent or uncertain).",
+        ),
+    ] = False,
     resend_uncertain: Annotated[
         bool,
         typer.Option(
@@ -291,12 +314,18 @@ def bulk(
 
     if resend_uncertain and journal is None:
         _fail("--resend-uncertain needs --journal (it applies to a resumed job)", EXIT_USAGE)
+    if replace_changed and journal is None:
+        _fail("--replace-changed needs --journal (it applies to a resumed job)", EXIT_USAGE)
+    if job is not None and journal is None:
+        _fail("--job needs --journal (it names the job in the journal)", EXIT_USAGE)
     options = _BulkOptions(
         concurrency=concurrency,
         journal=journal,
+        job=job if job is not None else default_job(file),
         grace=grace,
         report=report,
         resend_uncertain=resend_uncertain,
+        replace_changed=replace_changed,
         progress_interval=progress_interval,
         quiet=quiet,
     )
@@ -309,13 +338,27 @@ def bulk(
         _fail(f"cannot use the journal {journal}: {problem}", EXIT_USAGE)
     except KeyboardInterrupt:
         _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
-    tally.print_summary(_out(), journal=journal)
+    if isinstance(tally.journal_error, JournalBusyError):
+        _fail(str(tally.journal_error), EXIT_USAGE)  # nothing was read or sent
+    if isinstance(tally.journal_error, JournalError) and isinstance(
+        tally.journal_error.__cause__, OSError
+    ):  # its lock file could not be made: nothing was read or sent
+        problem = _journal_problem(tally.journal_error.__cause__, journal)
+        _fail(f"cannot use the journal {journal}: {problem}", EXIT_USAGE)
+    tally.print_summary(_out(), journal=journal, job=options.job)
     if summary_json_path is not None:
         try:
             summary_json(summary_json_path, tally.as_json())
         except OSError as error:
             _fail(f"cannot write the summary {summary_json_path}: {error.strerror}", EXIT_USAGE)
+    if tally.journal_error is not None:
+        _fail(str(tally.journal_error))
     raise typer.Exit(tally.exit_code())
+
+
+def default_job(file: str) -> str:
+    """The CLI's job name for FILE: its name (``default`` for standard input)."""
+    return "default" if file == "-" else Path(file).name
 
 
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}

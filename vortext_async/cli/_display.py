@@ -31,6 +31,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vortext_async import (
+    BulkJob,
+    JournalError,
     Outcome,
     SendResult,
     Sms,
@@ -58,9 +60,11 @@ from ._progress import Counts, JobProgress, rate_text
 class _BulkOptions:
     concurrency: int
     grace: float
-    journal: Path | None = None
+    journal: str | None = None
+    job: str = "default"
     report: Path | None = None
     resend_uncertain: bool = False
+    replace_changed: bool = False
     show_pacing: bool = False
     progress_interval: float = 10.0
     """Seconds between two plain progress lines (stdout not a terminal)."""
@@ -84,6 +88,8 @@ class _Tally:
     duration: float = 0.0
     rate: float = 0.0
     shown: int = 0
+    skipped: int = 0
+    journal_error: JournalError | None = None
 
     @property
     def done(self) -> int:
@@ -94,7 +100,9 @@ class _Tally:
 
     @property
     def not_attempted(self) -> int | None:
-        return None if self.total is None else max(self.total - self.done, 0)
+        if self.total is None:
+            return None
+        return max(self.total - self.done - self.skipped, 0)
 
     def add(self, result: SendResult) -> None:
         self.resumed += result.resumed
@@ -125,6 +133,8 @@ class _Tally:
             table.add_row("not attempted", f"{self.not_attempted:,}")
         if self.resumed:
             table.add_row("taken from the journal", f"{self.resumed:,}")
+        if self.skipped:
+            table.add_row("handled by other hosts", f"{self.skipped:,}")
         table.add_row("duration", f"{self.duration:.1f} s")
         table.add_row("sends per second", rate_text(self.rate))
         return table
@@ -138,6 +148,7 @@ class _Tally:
             "uncertain": self.uncertain,
             "not_attempted": self.not_attempted,
             "resumed": self.resumed,
+            "handled_by_other_hosts": self.skipped,
             "bad_lines": self.bad_lines,
             "interrupted": self.interrupted,
             "duration_seconds": round(self.duration, 3),
@@ -145,7 +156,7 @@ class _Tally:
             "exit_code": self.exit_code(),
         }
 
-    def print_summary(self, console: Console, *, journal: Path | None) -> None:
+    def print_summary(self, console: Console, *, journal: str | None, job: str) -> None:
         console.print(self.table())
         if self.uncertain:
             console.print(
@@ -153,8 +164,9 @@ class _Tally:
                 "they were not resent.[/]"
             )
         if journal is not None and (self.interrupted or self.done != self.sent):
+            where = "PostgreSQL" if "://" in journal else _escape(journal)  # no URL: password
             console.print(
-                f"journal: {_escape(str(journal))} (run the same command again to resume)"
+                f"journal: {where}, job {_escape(job)!r} (run the same command again to resume)"
             )
 
 
@@ -215,9 +227,12 @@ async def _bulk_job(
             messages(bad_lines.append),
             concurrency=options.concurrency,
             journal=options.journal,
+            job=options.job,
             grace=options.grace,
             resend_uncertain=options.resend_uncertain,
+            replace_changed=options.replace_changed,
         )
+        jobs.append(job)
         stopper = _Stopper(client, job, err, options.grace, tracker)
         with stopper.installed():
             try:
@@ -225,6 +240,8 @@ async def _bulk_job(
                     while bad_lines:
                         on_result(bad_lines.popleft())
                     on_result(result)
+            except JournalError as error:  # shown after the summary; busy: nothing sent
+                tally.journal_error = error
             finally:
                 while bad_lines:
                     on_result(bad_lines.popleft())
@@ -232,7 +249,9 @@ async def _bulk_job(
                 tally.interrupted = stopper.stopping
                 summary = job.summary
                 tally.duration, tally.rate = summary.duration, summary.rate
+                tally.skipped = summary.skipped
 
+    jobs: list[BulkJob] = []
     renderables: list[RenderableType] = [progress]
     if pacing is not None:
         renderables.append(pacing)
@@ -254,6 +273,8 @@ async def _bulk_job(
                     )
                 if pacing is not None:
                     pacing.update()
+                if jobs and jobs[0].summary.skipped:  # other hosts' messages count as done
+                    progress.update(task_id, completed=tally.done + jobs[0].summary.skipped)
                 refresh()
             await runner
             tracker.finish()

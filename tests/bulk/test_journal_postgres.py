@@ -1,0 +1,472 @@
+"""The PostgreSQL journal: one campaign on many hosts, against a real PostgreSQL.
+
+Each module run starts a throwaway PostgreSQL (tests/support/postgres_server.py) and each
+test gets a database of its own.  Hosts are played by separate processes
+(tests/support/journal_child.py) sending to the emulator served on loopback by this
+test: the emulator's own store is the judge of what was sent, and how many times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres_server import (
+    SKIP_REASON,
+    PostgresServer,
+    find_postgres_bin,
+    running_postgres,
+)
+from vortext_async import JournalError, Outcome, RetryPolicy, SendResult, Sms, VortextClient
+from vortext_async._bulk import (
+    BulkJob,
+    ClaimKind,
+    fingerprint,
+    journal_jobs,
+    journal_status,
+    send_bulk,
+)
+
+pytestmark = [
+    pytest.mark.skipif(find_postgres_bin() is None, reason=SKIP_REASON),
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and runuser"),
+]
+
+psycopg = pytest.importorskip("psycopg", reason="the 'postgres' extra (psycopg) is not installed")
+
+from vortext_async._bulk._journal_postgres import PostgresJournal, redact_url  # noqa: E402
+from vortext_async.emulator import Emulator, serve_emulator  # noqa: E402
+
+CHILD = Path(__file__).parents[1] / "support" / "journal_child.py"
+FP = fingerprint("+33611272727", "hello")
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
+
+
+def _create_database(server: PostgresServer) -> str:
+    name = f"t{next(_databases)}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def url(postgres: PostgresServer) -> str:
+    return _create_database(postgres)
+
+
+def query(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(sql, args)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+@contextlib.asynccontextmanager
+async def opened(url: str, **options: object) -> AsyncIterator[PostgresJournal]:
+    journal = PostgresJournal(url, **options)  # type: ignore[arg-type]
+    await journal.open()
+    try:
+        yield journal
+    finally:
+        await journal.aclose()
+
+
+# -- the journal on its own -------------------------------------------------------------------
+
+
+async def test_tables_are_created_on_first_use_and_said_so(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="vortext_async"):
+        async with opened(url):
+            pass
+        async with opened(url):
+            pass
+    created = [r for r in caplog.records if "created the tables" in r.getMessage()]
+    assert len(created) == 1
+    assert "schema version 1" in created[0].getMessage()
+    assert query(url, "SELECT version FROM vortext_journal_schema") == [(1,)]
+
+
+async def test_a_journal_of_another_schema_version_is_refused(url: str) -> None:
+    async with opened(url):
+        pass
+    query(url, "UPDATE vortext_journal_schema SET version = 99")
+    with pytest.raises(JournalError, match="schema version 99"):
+        await PostgresJournal(url).open()
+
+
+async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    journal = PostgresJournal("postgresql://u:s3cret@127.0.0.1:1/db", connect_timeout=1)
+    with pytest.raises(JournalError, match="cannot be reached") as caught:
+        await journal.open()
+    assert "s3cret" not in str(caught.value)
+    assert caught.value.journal == "postgresql://u:***@127.0.0.1:1/db"
+    assert redact_url("postgresql://h/db?password=x&sslmode=require") == (
+        "postgresql://h/db?password=%2A%2A%2A&sslmode=require"
+    )
+
+
+async def test_a_claim_is_committed_with_host_and_pid_before_it_returns(url: str) -> None:
+    async with opened(url, job="spring") as journal:
+        claim = await journal.claim("k:a", FP, "+33611272727")
+        assert claim.kind is ClaimKind.SEND
+        # Another connection sees it: committed.
+        rows = query(
+            url,
+            "SELECT m.state, m.job, r.host, r.pid FROM vortext_messages m "
+            "JOIN vortext_runs r ON r.run = m.run WHERE m.key = 'k:a'",
+        )
+        assert rows[0][:2] == ("attempting", "spring")
+        import os
+        import socket
+
+        assert rows[0][2:] == (socket.gethostname(), os.getpid())
+        await journal.settle("k:a", "sent", message_id="m-1")
+        assert query(url, "SELECT state, message_id FROM vortext_messages") == [("sent", "m-1")]
+
+
+async def test_a_message_a_live_host_holds_is_skipped_not_waited_on(url: str) -> None:
+    async with opened(url) as first, opened(url) as second:
+        assert (await first.claim("k:a", FP, "+336")).kind is ClaimKind.SEND
+        # In flight on the first host: the second skips it at once.
+        assert (await second.claim("k:a", FP, "+336")).kind is ClaimKind.ELSEWHERE
+        await first.settle("k:a", "sent", message_id="m-1")
+        # Settled by a host that is still running: still that host's to report.
+        assert (await second.claim("k:a", FP, "+336")).kind is ClaimKind.ELSEWHERE
+        assert (await first.claim("k:a", FP, "+336")).kind is ClaimKind.DUPLICATE
+        await first.aclose()
+        # The first host finished before the second: still not the second's to report.
+        assert (await second.claim("k:a", FP, "+336")).kind is ClaimKind.ELSEWHERE
+    async with opened(url) as rerun:  # both runs ended: a rerun reports it
+        claim = await rerun.claim("k:a", FP, "+336")
+        assert claim.kind is ClaimKind.SENT
+        assert claim.message_id == "m-1"
+
+
+async def test_a_message_another_host_is_claiming_right_now_is_not_waited_for(
+    url: str,
+) -> None:
+    async with opened(url) as journal:
+        other = await psycopg.AsyncConnection.connect(url)
+        try:
+            # Another host, mid-transaction: it has locked and inserted the key, and
+            # not committed yet.
+            await other.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('default' || chr(31) || 'k:a', 0))"
+            )
+            await other.execute(
+                "INSERT INTO vortext_messages (job, key, state, run, fingerprint) "
+                "VALUES ('default', 'k:a', 'attempting', 0, 'x')"
+            )
+            # The guard only stops a hang (a claim that waited for the other host).
+            claim = await asyncio.wait_for(journal.claim("k:a", FP, "+336"), timeout=30)
+            assert claim.kind is ClaimKind.ELSEWHERE
+            assert (await journal.claim("k:b", FP, "+336")).kind is ClaimKind.SEND
+        finally:
+            await other.rollback()
+            await other.close()
+
+
+async def test_keys_are_unique_per_job(url: str) -> None:
+    async with opened(url, job="a") as one, opened(url, job="b") as other:
+        assert (await one.claim("k:x", FP, "+336")).kind is ClaimKind.SEND
+        assert (await other.claim("k:x", FP, "+336")).kind is ClaimKind.SEND
+    status = await journal_status(url, "a")
+    assert status.counts["attempting"] == 1
+    assert status.total == 1
+    one = {"attempting": 1, "sent": 0, "failed": 0, "uncertain": 0}
+    assert await journal_jobs(url) == {"a": one, "b": one}
+
+
+async def test_a_dead_hosts_claims_stay_uncertain_and_say_whose_they_were(url: str) -> None:
+    dead = PostgresJournal(url)
+    await dead.open()
+    await dead.claim("k:a", FP, "+336")
+    # The host dies: its connection (and the run's lock) goes.
+    query(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'vortext-async bulk journal'",
+    )
+    status = await journal_status(url)
+    (run,) = status.runs
+    assert run.live is False
+    assert run.attempting == 1
+    assert run.pid is not None
+    async with opened(url) as rerun:
+        claim = await rerun.claim("k:a", FP, "+336")
+        assert claim.kind is ClaimKind.UNCERTAIN
+    async with opened(url, resend_uncertain=True) as at_least_once:
+        assert (await at_least_once.claim("k:a", FP, "+336")).kind is ClaimKind.SEND
+    with contextlib.suppress(JournalError):
+        await dead.aclose()
+
+
+@pytest.mark.parametrize(
+    ("state", "retryable", "options", "expected"),
+    [
+        ("sent", False, {}, ClaimKind.SENT),
+        ("failed", True, {}, ClaimKind.SEND),
+        ("failed", True, {"retry_failed": False}, ClaimKind.FAILED),
+        ("failed", False, {}, ClaimKind.FAILED),
+        ("uncertain", False, {}, ClaimKind.UNCERTAIN),
+        ("uncertain", False, {"resend_uncertain": True}, ClaimKind.SEND),
+    ],
+)
+async def test_what_a_rerun_is_told_for_each_state(
+    url: str, state: str, retryable: bool, options: dict[str, bool], expected: ClaimKind
+) -> None:
+    async with opened(url) as first:
+        await first.claim("k:a", FP, "+336")
+        await first.settle("k:a", state, message_id="m-1", reason="why", retryable=retryable)
+    async with opened(url, **options) as second:
+        assert (await second.claim("k:a", FP, "+336")).kind is expected
+
+
+async def test_replace_changed_takes_only_a_failed_key(url: str) -> None:
+    other = fingerprint("+33611272727", "fixed")
+    async with opened(url) as first:
+        await first.claim("k:f", FP, "+336")
+        await first.settle("k:f", "failed", reason="bad")
+        await first.claim("k:s", FP, "+336")
+        await first.settle("k:s", "sent", message_id="m")
+    async with opened(url, replace_changed=True) as second:
+        assert (await second.claim("k:f", other, "+336")).kind is ClaimKind.SEND
+        assert (await second.claim("k:s", other, "+336")).kind is ClaimKind.MISMATCH
+    async with opened(url) as third:
+        assert (await third.claim("k:s", other, "+336")).kind is ClaimKind.MISMATCH
+
+
+async def test_a_lost_connection_fails_every_claim_at_once(url: str) -> None:
+    async with opened(url) as journal:
+        await journal.claim("k:a", FP, "+336")
+        query(
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'vortext-async bulk journal'",
+        )
+        with pytest.raises(JournalError, match="connection was lost"):
+            await journal.claim("k:b", FP, "+336")
+        later = journal.claim("k:c", FP, "+336")
+        assert later.done()  # refused without a round trip
+        with pytest.raises(JournalError, match="claims no more messages"):
+            await later
+
+
+async def test_hosts_claiming_in_different_orders_never_deadlock_or_share_a_message(
+    url: str,
+) -> None:
+    import random
+
+    keys = [f"k:{n}" for n in range(3000)]
+    journals = [PostgresJournal(url) for _ in range(3)]
+    for journal in journals:
+        await journal.open()
+
+    async def host(journal: PostgresJournal, order: list[str]) -> list[str]:
+        mine: list[str] = []
+
+        async def one(key: str) -> None:
+            claim = await journal.claim(key, FP, "+336")
+            if claim.kind is ClaimKind.SEND:
+                mine.append(key)
+                await journal.settle(key, "sent", message_id=key)
+
+        for start in range(0, len(order), 64):  # 64 claims in flight, like a job
+            await asyncio.gather(*(one(key) for key in order[start : start + 64]))
+        return mine
+
+    orders = [keys, keys[::-1], random.Random(7).sample(keys, len(keys))]
+    try:
+        claimed = await asyncio.gather(*map(host, journals, orders))
+    finally:
+        for journal in journals:
+            await journal.aclose()
+    every = [key for mine in claimed for key in mine]
+    assert sorted(every) == sorted(keys)  # each claimed by exactly one host
+    assert all(claimed)
+
+
+# -- send_bulk on a shared journal, in one process ------------------------------------------
+
+
+async def collect(job: BulkJob) -> list[SendResult]:
+    return [result async for result in job]
+
+
+def campaign(count: int) -> Iterator[Sms]:
+    for n in range(count):
+        yield Sms(f"+336100{n:05d}", f"message {n}", key=f"m{n}")
+
+
+async def test_two_jobs_on_one_campaign_send_each_message_once(url: str) -> None:
+    emulator = Emulator(users={"acme": "secret"})
+    async with (
+        serve_emulator(emulator) as base_url,
+        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
+    ):
+        one = send_bulk(c, campaign(300), journal=url, concurrency=8)
+        two = send_bulk(c, campaign(300), journal=url, concurrency=8)
+        first, second = await asyncio.gather(collect(one), collect(two))
+    assert emulator.duplicates() == {}
+    assert len(emulator.messages()) == 300
+    sent = {r.sms.key for r in first + second if r.outcome is Outcome.SENT}
+    assert len(sent) == 300
+    assert one.summary.total + two.summary.total == 300
+    assert one.summary.skipped + two.summary.skipped == 300
+    status = await journal_status(url)
+    assert status.counts == {"attempting": 0, "sent": 300, "failed": 0, "uncertain": 0}
+
+
+# -- hosts as processes -----------------------------------------------------------------------
+
+
+class Host:
+    """One ``journal_child.py`` process: its result lines and exit status."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def start(cls, base_url: str, journal: str, count: int, concurrency: int) -> Host:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(CHILD),
+            base_url,
+            journal,
+            str(count),
+            str(concurrency),
+            "spring-campaign",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.lines.append(line.decode().strip())
+
+    async def wait(self) -> tuple[int, str]:
+        assert self.process.stderr is not None
+        stderr = await self.process.stderr.read()
+        code = await self.process.wait()
+        await self.reader
+        return code, stderr.decode()
+
+    def summary(self) -> tuple[int, int, int, int]:
+        (line,) = [line for line in self.lines if line.startswith("summary ")]
+        sent, failed, uncertain, skipped = (int(x) for x in line.split()[1:])
+        return sent, failed, uncertain, skipped
+
+    def results(self) -> list[tuple[str, str]]:
+        found = []
+        for line in self.lines:
+            outcome, _, key = line.partition(" ")
+            if outcome in ("sent", "failed", "uncertain"):
+                found.append((outcome, key))
+        return found
+
+
+async def wait_for_received(emulator: Emulator, count: int) -> None:
+    while len(emulator.messages()) < count:
+        await asyncio.sleep(0.01)
+
+
+COUNT = 1200
+CONCURRENCY = 8
+
+
+async def test_three_hosts_send_every_message_once(url: str) -> None:
+    emulator = Emulator(users={"acme": "secret"})
+    async with serve_emulator(emulator) as base_url:
+        hosts = [await Host.start(base_url, url, COUNT, CONCURRENCY) for _ in range(3)]
+        codes = [await host.wait() for host in hosts]
+    assert [code for code, _ in codes] == [0, 0, 0], codes
+    assert emulator.duplicates() == {}
+    assert len(emulator.messages()) == COUNT
+    summaries = [host.summary() for host in hosts]
+    # Every message reported by exactly one host, and skipped by the others.
+    assert sum(s[0] for s in summaries) == COUNT
+    assert all(s[1] == s[2] == 0 for s in summaries)
+    assert sum(s[3] for s in summaries) == 2 * COUNT
+    status = await journal_status(url, "spring-campaign")
+    assert status.counts["sent"] == COUNT
+    assert len(status.runs) == 3
+
+
+async def test_a_killed_host_leaves_at_most_its_in_flight_messages_uncertain(url: str) -> None:
+    emulator = Emulator(users={"acme": "secret"}, latency=0.002)
+    async with serve_emulator(emulator) as base_url:
+        hosts = [await Host.start(base_url, url, COUNT, CONCURRENCY) for _ in range(3)]
+        await wait_for_received(emulator, COUNT // 3)
+        hosts[0].process.send_signal(signal.SIGKILL)
+        codes = [await host.wait() for host in hosts]
+        assert codes[0][0] == -signal.SIGKILL
+        assert [code for code, _ in codes[1:]] == [0, 0], codes
+        received_before_rerun = len(emulator.messages())
+
+        rerun = await Host.start(base_url, url, COUNT, CONCURRENCY)
+        code, stderr = await rerun.wait()
+    assert code == 0, stderr
+    assert emulator.duplicates() == {}  # no key twice
+    sent, failed, uncertain, skipped = rerun.summary()
+    assert (sent + uncertain, failed, skipped) == (COUNT, 0, 0)  # the whole campaign
+    assert uncertain <= CONCURRENCY  # at most the killed host's in-flight messages
+    # Everything not received is reported UNCERTAIN (nothing lost silently).
+    received = {m.message for m in emulator.messages()}
+    uncertain_keys = {key for outcome, key in rerun.results() if outcome == "uncertain"}
+    missing = {f"m{n}" for n in range(COUNT) if f"message {n}" not in received}
+    assert missing <= uncertain_keys
+    # The rerun sent what nobody had claimed.
+    assert len(emulator.messages()) >= received_before_rerun
+
+
+async def test_postgres_stopped_mid_run_stops_the_job_and_a_rerun_finishes() -> None:
+    with running_postgres() as server:
+        url = _create_database(server)
+        emulator = Emulator(users={"acme": "secret"}, latency=0.002)
+        async with serve_emulator(emulator) as base_url:
+            host = await Host.start(base_url, url, COUNT, CONCURRENCY)
+            await wait_for_received(emulator, COUNT // 4)
+            await asyncio.to_thread(server.stop)
+            at_stop = len(emulator.messages())
+            code, stderr = await host.wait()
+            after = len(emulator.messages())
+            assert code == 3, stderr
+            assert "connection was lost" in stderr
+            assert "claims no more messages" in stderr
+            # Stopped claiming at once: only sends already claimed went out.
+            assert after - at_stop <= CONCURRENCY
+            assert after < COUNT
+            # Every message read has exactly one result.
+            keys = [key for _, key in host.results()]
+            assert len(keys) == len(set(keys))
+
+            await asyncio.to_thread(server.start)
+            rerun = await Host.start(base_url, url, COUNT, CONCURRENCY)
+            code, stderr = await rerun.wait()
+        assert code == 0, stderr
+        assert emulator.duplicates() == {}
+        sent, failed, uncertain, skipped = rerun.summary()
+        assert (sent + uncertain, failed, skipped) == (COUNT, 0, 0)
+        assert uncertain <= CONCURRENCY
+        # Those the stopped host had in flight went out, but their results could not
+        # be recorded: the rerun says UNCERTAIN for them, and does not resend them.
+        assert sent <= len(emulator.messages()) <= sent + uncertain

@@ -1,0 +1,152 @@
+"""``vortext bulk`` with journals (busy, jobs, corrected rows, PostgreSQL) and ``vortext journal``.
+
+The emulator is served on loopback from a background thread (``Served``); the
+multi-host proof runs three installed ``vortext bulk`` processes against it and a
+throwaway PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import PASSWORD, Process, Served, invoke, numbered, write_csv
+from tests.support.postgres_server import (
+    SKIP_REASON,
+    PostgresServer,
+    find_postgres_bin,
+    running_postgres,
+)
+from vortext_async.emulator import Emulator
+
+HOLDER = """
+import asyncio, sys
+from vortext_async._bulk import Journal
+
+async def main():
+    journal = Journal(sys.argv[1])
+    await journal.open()
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    await journal.aclose()
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    with Served(Emulator(users={"alice": PASSWORD}, seed=1)) as running:
+        yield running
+
+
+def test_a_second_job_on_a_busy_sqlite_journal_exits_2_and_sends_nothing(
+    served: Served, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "in.csv", numbered(5))
+    journal = tmp_path / "job.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(journal)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        result = invoke(served, "bulk", str(path), "--journal", str(journal))
+    finally:
+        holder.communicate("", timeout=30)
+    assert result.exit_code == 2, result.output
+    assert "is in use by another running job" in result.stderr
+    assert str(journal) in result.stderr.replace("\n", "")
+    assert f"pid {holder.pid}" in result.stderr
+    assert served.emulator.stats.requests == 0
+    # The holder has ended: the same command now runs.
+    again = invoke(served, "bulk", str(path), "--journal", str(journal))
+    assert again.exit_code == 0, again.output
+    assert served.emulator.stats.accepted == 5
+
+
+def test_the_job_is_named_after_the_input_file_and_vortext_journal_shows_it(
+    served: Served, tmp_path: Path
+) -> None:
+    journal = tmp_path / "jobs.db"
+    monday = write_csv(tmp_path / "monday.csv", numbered(4))
+    tuesday = write_csv(tmp_path / "tuesday.csv", numbered(3))  # the same positions
+    assert invoke(served, "bulk", str(monday), "--journal", str(journal)).exit_code == 0
+    assert invoke(served, "bulk", str(tuesday), "--journal", str(journal)).exit_code == 0
+    assert served.emulator.stats.accepted == 7  # positions are per job: nothing skipped
+
+    listing = invoke(served, "journal", str(journal), "--json")
+    assert listing.exit_code == 0, listing.output
+    jobs = json.loads(listing.stdout)["jobs"]
+    assert jobs["monday.csv"]["sent"] == 4
+    assert jobs["tuesday.csv"]["sent"] == 3
+
+    one = invoke(served, "journal", str(journal), "--job", "monday.csv")
+    assert one.exit_code == 0, one.output
+    assert re.search(r"sent\s+│\s+4\b", one.stdout), one.stdout
+    assert "Runs" in one.stdout
+
+    named = invoke(served, "bulk", str(tuesday), "--journal", str(journal), "--job", "other")
+    assert named.exit_code == 0
+    assert served.emulator.stats.accepted == 10
+
+    missing = invoke(served, "journal", str(tmp_path / "nope.db"))
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.stderr
+
+
+def test_replace_changed_resends_a_corrected_row(served: Served, tmp_path: Path) -> None:
+    journal = tmp_path / "job.db"
+    path = tmp_path / "in.csv"
+    path.write_text("key,phone_number,message\nr1,+33611200001,hi\nr2,+33 not a number,hi\n")
+    first = invoke(served, "bulk", str(path), "--journal", str(journal))
+    assert first.exit_code == 1
+    path.write_text("key,phone_number,message\nr1,+33611200001,hi\nr2,+33611200002,hi\n")
+    refused = invoke(served, "bulk", str(path), "--journal", str(journal))
+    assert refused.exit_code == 1
+    assert "different message" in refused.stderr
+    fixed = invoke(served, "bulk", str(path), "--journal", str(journal), "--replace-changed")
+    assert fixed.exit_code == 0, fixed.output
+    assert served.emulator.received_count("+33611200002", "hi") == 1
+    assert served.emulator.received_count("+33611200001", "hi") == 1
+    assert invoke(served, "bulk", str(path), "--replace-changed").exit_code == 2  # no journal
+
+
+@pytest.mark.skipif(find_postgres_bin() is None, reason=SKIP_REASON)
+def test_three_vortext_bulk_processes_share_one_campaign(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg", reason="the 'postgres' extra (psycopg) is not installed")
+    count = 600
+    path = write_csv(tmp_path / "campaign.csv", numbered(count))
+    with running_postgres() as server, Served(Emulator(users={"alice": PASSWORD})) as served:
+        url = _database(server)
+        args = ["bulk", str(path), "--journal", url, "--concurrency", "8"]
+        hosts = [Process(*args, env=served.env()) for _ in range(3)]
+        finished = [host.finish() for host in hosts]
+        assert [code for code, _, _ in finished] == [0, 0, 0], finished
+        assert served.emulator.duplicates() == {}
+        assert served.emulator.stats.accepted == count
+        sent = [int(re.search(r"sent\s+│\s+([\d,]+)", out).group(1)) for _, out, _ in finished]  # type: ignore[union-attr]
+        assert sum(sent) == count
+        status = invoke(served, "journal", url, "--job", "campaign.csv", "--json")
+    assert status.exit_code == 0, status.output
+    data = json.loads(status.stdout)
+    assert data["counts"]["sent"] == count
+    assert len(data["runs"]) == 3
+    assert "postgresql://" in data["journal"]
+
+
+def _database(server: PostgresServer) -> str:
+    import psycopg
+
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE cli")
+    return server.url.rsplit("/", 1)[0] + "/cli"
