@@ -44,7 +44,8 @@ def tests(session: nox.Session, library: str) -> None:
     _install(session, *(["httpx2"] if library == "httpx2" else []))
     if library == "httpx":
         session.run("pip", "uninstall", "--yes", "--quiet", "httpx2", "httpcore2", silent=True)
-    session.run("pytest", *session.posargs, env={"VORTEXT_TEST_HTTP_LIBRARY": library})
+    # Both cores: the suite waits on servers and subprocesses as much as it computes.
+    session.run("pytest", "-n", "2", *session.posargs, env={"VORTEXT_TEST_HTTP_LIBRARY": library})
 
 
 @nox.session(python="3.11")
