@@ -70,6 +70,26 @@ async def server() -> AsyncIterator[FaultServer]:
         yield running
 
 
+async def _asleep(h: Retrying) -> None:
+    """Until the call's backoff sleep is registered on the virtual clock.
+
+    ``on_retry`` fires just before the wait starts; the sleep itself may take another
+    event-loop step (Python 3.12's ``wait_for`` takes fewer steps than 3.11's), and
+    advancing the clock before it registers would skip it.
+    """
+
+    due = h.clock.now_ns() + round(LONG * 1e9)
+
+    def backoff_asleep() -> bool:  # a pending sleep ending LONG from now (the limiter's differ)
+        return any(end == due and not f.done() for end, _, f in h.clock._sleepers)
+
+    async def registered() -> None:
+        while not backoff_asleep():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(registered(), 5)  # a guard against a hang, not a timing
+
+
 async def _stopped_by_close(h: Retrying, call: asyncio.Task[Any], retries: int = 1) -> Any:
     """Let ``call`` make its first ``retries`` attempts, close the client while it
     sleeps before the next, and return its error."""
@@ -79,6 +99,7 @@ async def _stopped_by_close(h: Retrying, call: asyncio.Task[Any], retries: int =
             event = await asyncio.wait_for(h.retries.get(), 5)
             assert (event.attempt, event.wait) == (retry, LONG)
             if retry < retries:
+                await _asleep(h)
                 h.clock.advance(LONG)  # let this retry happen
         await h.client.aclose()
         assert call.done(), "aclose() returned while the call still slept before its retry"
@@ -157,6 +178,7 @@ async def test_a_resend_waiting_for_its_token_after_an_uncertain_attempt_ends_un
     sending = asyncio.create_task(h.client.send_sms(PHONE, "hello"))
     try:
         await asyncio.wait_for(h.retries.get(), 5)  # a guard against a hang, not a timing
+        await _asleep(h)
         h.clock.advance(LONG)  # the resend now waits for the hour's only token, long gone
 
         async def queued() -> None:
