@@ -243,3 +243,30 @@ def test_reference_renders_only_exported_names() -> None:
         assert name in importlib.import_module(module_name).__all__, (
             f"docs/reference/ renders {path}, which {module_name}.__all__ does not export"
         )
+
+
+# -- README links, which must work on GitHub and on the package index -----------------------
+
+
+def _project_urls() -> dict[str, str]:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        urls: dict[str, str] = tomllib.load(file)["project"]["urls"]
+    return urls
+
+
+def test_readme_links_are_absolute_and_reach_a_page_or_file() -> None:
+    urls = _project_urls()
+    site, source = urls["Documentation"].rstrip("/") + "/", urls["Source"].rstrip("/") + "/"
+    links = re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(links) >= 10
+    for link in links:
+        assert re.match(r"https?://", link), f"README: {link} breaks on a package index"
+        if link.startswith(site):
+            page = link.removeprefix(site).split("#")[0].strip("/")
+            candidates = [DOCS / f"{page}.md", DOCS / page / "index.md"] if page else []
+            assert not page or any(p.is_file() for p in candidates), f"README: no page {link}"
+        elif link.startswith(source):
+            path = re.sub(r"^(blob|tree)/main/", "", link.removeprefix(source).split("#")[0])
+            assert path == "issues" or (ROOT / path).exists(), f"README: no file {link}"
