@@ -137,8 +137,8 @@ def send_bulk(
     caller who is behind: reading is never more than ``2 * concurrency`` messages ahead.
 
     ``journal``: a SQLite file recording each message, or a ``postgresql://`` URL
-    (extra ``postgres``) whose journal several hosts share (see the README, "Bulk
-    sends").  A SQLite journal is held by one job at a time
+    (extra ``postgres``) whose journal several hosts share (see "Bulk jobs and
+    journals" in the documentation).  A SQLite journal is held by one job at a time
     (:class:`~vortext_async.JournalBusyError` otherwise, before anything is sent).
     ``job`` names the job within the journal: keys are unique per job.
     A message's key is its :attr:`Sms.key`, else its position in the input, so a
