@@ -218,7 +218,10 @@ async def test_an_account_refusing_everything_ends_with_every_message_failed(
         assert len(refused) + len(gave_up) == 50
         assert gave_up
         assert max(account.requests) >= patience - 60  # it did keep trying that long...
-        assert ended <= patience + 60  # ...and no longer than one more pause
+        # ...and not much longer: a send between two attempts of the client's retry
+        # policy when the job gave up ends with its next attempt (660 s here, in
+        # virtual time; the journal's thread may shift a claim past one pause).
+        assert ended <= patience + 2 * 60
         # One request a minute while refused (each 429 pauses every send): not hammered.
         assert len(account.requests) <= patience / 60 + 16
 
@@ -289,7 +292,9 @@ async def test_stopping_while_refused_messages_wait_fails_them_unsent_for_a_reru
         assert not [r for r in results if r.outcome is Outcome.UNCERTAIN]
         assert not [r for r in results if isinstance(r.error, RateLimitedError)]
         assert sum(r.outcome is Outcome.SENT for r in results) == first_run
-        assert "stopped before this message was sent" in str(results[-1].error)
+        failed = [r for r in results if r.outcome is Outcome.FAILED]
+        assert failed
+        assert all("stopped before this message was sent" in str(r.error) for r in failed)
         with sqlite3.connect(journal) as conn:
             states = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
         assert set(states) <= {"sent", "failed"}  # nothing left attempting or uncertain
