@@ -463,8 +463,9 @@ class VortextClient:
                 pace needs, whatever the client's default).
             rate_limit_patience: seconds the job keeps sending again the messages the
                 server refused for its rate limit (429) while it accepts none of them;
-                past that, counting the server's ``Retry-After``, a refusal is FAILED
-                (0: a refusal is final, once the retry policy gives up).
+                past that, counting the server's ``Retry-After``, the job gives up on
+                the account and the messages left fail unsent (0: a refusal is final,
+                once the retry policy gives up).
         """
         return send_bulk(
             self,

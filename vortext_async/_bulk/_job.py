@@ -8,9 +8,10 @@ the pace and its retry policy decides what is tried again.
 
 A message the server refused for its rate limit (a 429: certainly not sent) is not a
 final FAILED: it waits for the client's limiter again (which paused, and learned from
-the refusal) and is sent again, as long as the account has not refused every send of
-the job for ``rate_limit_patience`` seconds.  Its journal row stays ``attempting``
-meanwhile (nothing of it went out): settled once, when its last send ends.
+the refusal) and is sent again, until the account has refused every send of the job
+for ``rate_limit_patience`` seconds; then the job gives up on it, and the messages
+left fail unsent.  A resent message's journal row stays ``attempting`` meanwhile
+(nothing of it went out): settled once, when its last send ends.
 
 With a journal (:mod:`vortext_async._bulk._journal`: a SQLite file, or a PostgreSQL
 database shared by several hosts) each message is recorded as ``attempting``
@@ -178,13 +179,16 @@ def send_bulk(
     wait as long as the pace needs, whatever the client's default).
 
     A message the server refused for its rate limit (429, certainly not sent) once the
-    client's retry policy gave up is sent again when the client's limiter lets it (the
-    refusal paused it, and a client without caps learns the account's pace from it),
-    not reported FAILED: as long as the account has accepted a send of the job within
-    ``rate_limit_patience`` seconds, counting the wait the server asked for
-    (``Retry-After``).  Past that, or when the job is stopping, the refusal is the
-    message's result (FAILED, sent again by a rerun).  The default, two hours, is
-    twice the longest cap the API documents (per hour); 0 makes a refusal final.
+    client's retry policy gave up is not reported FAILED: it is sent again when the
+    client's limiter lets it (the refusal paused it, and a client without caps learns
+    the account's pace from it).  ``rate_limit_patience`` bounds that: once the
+    account has refused every send of the job for that many seconds (counted from
+    the first refusal since it last accepted one, plus the ``Retry-After`` it asks
+    for), the job gives up on the account: that refusal is its message's result, and
+    every message left, waiting for its turn or not read yet, is FAILED at once
+    without being sent (unclaimed in the journal: a rerun sends it).  The default,
+    two hours, is twice the longest cap the API documents (per hour); 0 makes a
+    refusal final, as for a single send.  A refusal while the job stops is final.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequestError("concurrency", concurrency, "must be an integer >= 1")
@@ -249,7 +253,7 @@ class BulkJob:
         on_progress: Callable[[BulkProgress], object] | None,
         grace: float,
         max_wait: float | None,
-        rate_limit_patience: float = 7200.0,
+        rate_limit_patience: float,
     ) -> None:
         self._client = client
         self._messages = messages
