@@ -94,10 +94,12 @@ async def test_a_per_minute_account_without_caps_gets_every_message_paced() -> N
     assert run.emulator.duplicates() == {}
     # The first wave is unpaced (nothing is known yet): 20 taken, the rest refused.
     assert run.first_wave_refused >= CONCURRENCY - PER_MINUTE[0]
-    # From then on the learned pace (90% of 20 a minute) keeps under the cap; the
-    # additive increase reaches the cap after five quiet minutes, and each overshoot
-    # costs one refusal, then a 20% slower pace: a handful at most in ten minutes.
-    assert refused_after_the_first_wave(run) <= 3
+    # From then on the learned pace (90% of 20 a minute) keeps under the cap; its
+    # additive increase (2% of 20 a minute per quiet minute) reaches the cap after
+    # five minutes, and an overshoot costs one refusal, then a 20% slower pace, which
+    # takes more than the job's ten minutes to climb back: one refusal (two at most,
+    # should the server's late counting catch a send at the edge of the window).
+    assert refused_after_the_first_wave(run) <= 2
     assert run.elapsed <= 1.5 * IDEAL_PER_MINUTE
 
 
