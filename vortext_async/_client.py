@@ -337,6 +337,11 @@ class VortextClient:
         return self._http.client
 
     @property
+    def clock(self) -> Clock:
+        """The clock of the limiter and the retries (and of a bulk job's patience)."""
+        return self._clock
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`aclose` has started: new sends are refused."""
         return self._closing
@@ -434,6 +439,7 @@ class VortextClient:
         on_progress: Callable[[BulkProgress], object] | None = None,
         grace: float = 10.0,
         max_wait: float | None = None,
+        rate_limit_patience: float = 7200.0,
     ) -> BulkJob:
         """Send many messages at the account's pace; see :func:`vortext_async.send_bulk`.
 
@@ -455,6 +461,11 @@ class VortextClient:
             grace: seconds the sends in flight get when the job is stopped.
             max_wait: each send's wait budget for the rate limiter (None: as long as the
                 pace needs, whatever the client's default).
+            rate_limit_patience: seconds the job keeps sending again the messages the
+                server refused for its rate limit (429) while it accepts none of them;
+                past that, counting the server's ``Retry-After``, the job gives up on
+                the account and the messages left fail unsent (0: a refusal is final,
+                once the retry policy gives up).
         """
         return send_bulk(
             self,
@@ -468,6 +479,7 @@ class VortextClient:
             on_progress=on_progress,
             grace=grace,
             max_wait=max_wait,
+            rate_limit_patience=rate_limit_patience,
         )
 
     async def aclose(self, *, grace: float | None = None) -> None:
