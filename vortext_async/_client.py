@@ -128,6 +128,15 @@ def _wake(waiter: asyncio.Future[None], _task: object) -> None:
         waiter.set_result(None)
 
 
+def _settle(on_settled: Callable[[bool], object] | None, *, possibly_accepted: bool) -> None:
+    """Tell a send's caller that its attempt ended (``send``'s ``on_settled``)."""
+    if on_settled is not None:
+        try:
+            on_settled(possibly_accepted)
+        except Exception:
+            logger.exception("on_settled hook raised")
+
+
 class _Attempt:
     """Whether a send attempt's request was handed to the transport (it may go out)."""
 
@@ -388,6 +397,7 @@ class VortextClient:
         max_wait: float | _Default | None = _DEFAULT,
         retry: RetryPolicy | None = None,
         on_handover: Callable[[], object] | None = None,
+        on_settled: Callable[[bool], object] | None = None,
     ) -> SentSms:
         """Send ``sms`` and return the server's :class:`SentSms`.
 
@@ -400,6 +410,9 @@ class VortextClient:
         ``on_handover`` is called each time an attempt's request is handed to the
         transport: from then on the SMS may reach the server.  A send cancelled before
         the first call sent nothing (``send_bulk`` reports it FAILED, not uncertain).
+        ``on_settled`` is called when such an attempt ends, with whether the server may
+        have accepted it (False: certainly not, as after a 429 or a 503); a send waiting
+        to retry after attempts all settled ``False`` has sent nothing either.
         """
         if self._closing:
             raise ClientClosedError("the client is closed; no new sends are accepted")
@@ -421,9 +434,12 @@ class VortextClient:
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
         if self._telemetry is None:
-            return await self._send_tries(sms, body, wait_budget, policy, on_handover)
+            return await self._send_tries(sms, body, wait_budget, policy, on_handover, on_settled)
         return await self._telemetry.send(
-            functools.partial(self._send_tries, sms, body, wait_budget, policy), on_handover
+            functools.partial(
+                self._send_tries, sms, body, wait_budget, policy, on_settled=on_settled
+            ),
+            on_handover,
         )
 
     def send_bulk(
@@ -565,9 +581,10 @@ class VortextClient:
         max_wait: float | None,
         policy: RetryPolicy,
         on_handover: Callable[[], object] | None,
+        on_settled: Callable[[bool], object] | None = None,
     ) -> SentSms:
         return await call_with_retries(
-            functools.partial(self._send_attempt, sms, body, max_wait, on_handover),
+            functools.partial(self._send_attempt, sms, body, max_wait, on_handover, on_settled),
             operation="send",
             policy=policy,
             clock=self._clock,
@@ -581,14 +598,17 @@ class VortextClient:
         body: bytes,
         max_wait: float | None,
         on_handover: Callable[[], object] | None,
+        on_settled: Callable[[bool], object] | None,
     ) -> SentSms:
         """One attempt, run as its own task so a cancelled caller does not cut it."""
         if self._closing:
             raise ClientClosedError("the client is closing; no new attempts are made")
         if not self.shield_sends:
-            return await self._post_sms(sms, body, max_wait, None, on_handover)
+            return await self._post_sms(sms, body, max_wait, None, on_handover, on_settled)
         attempt = _Attempt()
-        task = asyncio.ensure_future(self._post_sms(sms, body, max_wait, attempt, on_handover))
+        task = asyncio.ensure_future(
+            self._post_sms(sms, body, max_wait, attempt, on_handover, on_settled)
+        )
         self._attempts[task] = attempt
         task.add_done_callback(self._forget_attempt)
         # asyncio.shield(task), with fewer objects per send: the caller waits on a
@@ -625,6 +645,7 @@ class VortextClient:
         max_wait: float | None,
         attempt: _Attempt | None,
         on_handover: Callable[[], object] | None,
+        on_settled: Callable[[bool], object] | None,
     ) -> SentSms:
         telemetry = self._telemetry
         if telemetry is not None:
@@ -652,6 +673,7 @@ class VortextClient:
                     max_bytes=self.max_response_bytes,
                 )
             except TransportError as error:
+                _settle(on_settled, possibly_accepted=not error.certainly_not_sent)
                 if error.certainly_not_sent:
                     permit.refund()
                     raise
@@ -659,19 +681,21 @@ class VortextClient:
         # The permit settled when the answer was complete; now read it.
         status = response.status_code
         content: bytes = response.content
-        if 200 <= status < 300:
-            if response.problem is not None:
-                # The server answered, so it may have accepted: we cannot read its id.
-                unread = InvalidResponseError(
-                    f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
-                )
-                raise UncertainSendError(sms, unread) from unread
-            return _read_sent(sms, content)
-        # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
-        refusal = await self._status_error(response, "POST", self._sms_url)
-        if refusal.certainly_not_sent:
-            raise refusal
-        raise UncertainSendError(sms, refusal) from refusal
+        if not 200 <= status < 300:
+            refusal = await self._status_error(response, "POST", self._sms_url)
+            _settle(on_settled, possibly_accepted=not refusal.certainly_not_sent)
+            if refusal.certainly_not_sent:
+                raise refusal
+            # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
+            raise UncertainSendError(sms, refusal) from refusal
+        _settle(on_settled, possibly_accepted=True)
+        if response.problem is not None:
+            # The server answered, so it may have accepted: we cannot read its id.
+            unread = InvalidResponseError(
+                f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
+            )
+            raise UncertainSendError(sms, unread) from unread
+        return _read_sent(sms, content)
 
     def _forget_attempt(self, task: asyncio.Task[SentSms]) -> None:
         del self._attempts[task]

@@ -50,9 +50,9 @@ def sms(n: int, **options: Any) -> Sms:
 class FakeApi:
     """A scripted Vortext: ``rules[phone]`` is a status, ``"connect"`` or ``"hold"``.
 
-    ``hold`` answers 200 once ``release`` is set.  ``received`` lists the phone number
-    of every request in arrival order; ``in_flight``/``max_in_flight`` count requests
-    being answered.
+    ``hold`` answers 200 once ``release`` is set (``"hold 429"``: 429).  ``received``
+    lists the phone number of every request in arrival order;
+    ``in_flight``/``max_in_flight`` count requests being answered.
     """
 
     def __init__(self, httplib: ModuleType) -> None:
@@ -77,9 +77,9 @@ class FakeApi:
             if self.on_request is not None:
                 self.on_request(number)
             rule = self.rules.get(number, self.default)
-            if rule == "hold":
+            if rule in ("hold", "hold 429"):
                 await self.release.wait()
-                rule = 200
+                rule = 200 if rule == "hold" else 429
             if rule == "connect":
                 raise self.httplib.ConnectError("connection refused")
             if rule != 200:
@@ -501,6 +501,73 @@ async def test_messages_waiting_for_their_turn_when_stopping_are_failed_and_rese
         *((phone(n), False) for n in range(1, 4)),
     ]
     assert sorted(api.received) == [phone(n) for n in range(4)]  # each exactly once
+
+
+@pytest.mark.parametrize("attempts", [2, 1], ids=["client-retries", "job-sends-again"])
+async def test_messages_refused_and_waiting_to_be_sent_again_when_stopping_are_failed(
+    tmp_path: Path, attempts: int
+) -> None:
+    # The account takes 5 sends a second, the client is told 10 a minute: the 6th send
+    # is refused (429, certainly not sent) and waits to be tried again, by the client
+    # (attempts=2) or by the job (attempts=1); the others wait for the limiter's pause.
+    clock = VirtualClock()
+    emulator = Emulator(users={"demo": "demo"}, windows=[(5, 1.0)], clock=clock)
+    journal = tmp_path / "job.db"
+    options: dict[str, Any] = {"clock": clock, "retry": RetryPolicy(attempts=attempts)}
+    async with emulator_client(emulator, rate_limit=RateLimit(per_minute=10), **options) as client:
+        job = send_bulk(client, Counted(20), journal=journal, grace=3600)
+        results: list[SendResult] = []
+        consumer = asyncio.create_task(collect(job, into=results))
+        # Turns of the loop, so virtual time stands still while the journal commits.
+        while emulator.stats.requests < 6 or client.limiter.state().queued < 14:
+            await asyncio.sleep(0)
+        assert (emulator.stats.accepted, emulator.stats.refused) == (5, 1)
+        await job.aclose()  # at once, whatever the grace: nothing of the 15 is out
+        await consumer
+        assert emulator.stats.requests == 6  # nothing went out after the stop
+
+    assert job.summary.sent == 5
+    assert job.summary.failed == 15
+    assert job.summary.uncertain == 0
+    for result in results:
+        if result.outcome is Outcome.FAILED:
+            assert "stopped before this message was sent" in str(result.error)
+    sent = {f"p:{int(r.sms.phone_number[-5:])}" for r in results if r.outcome is Outcome.SENT}
+    assert {key: state for key, (state, _) in journal_rows(journal).items()} == dict.fromkeys(
+        sent, "sent"
+    )  # the 15 others, refused one included, are left for a rerun
+
+    unpaced = Emulator(users={"demo": "demo"})
+    async with emulator_client(unpaced) as client:
+        rerun = await collect(send_bulk(client, Counted(20), journal=journal))
+    assert sum(r.resumed for r in rerun) == 5
+    assert all(r.outcome is Outcome.SENT for r in rerun)
+    assert unpaced.stats.accepted == 15
+    assert unpaced.duplicates() == {}
+
+
+async def test_a_send_refused_while_stopping_ends_at_once_without_a_retry(
+    client: VortextClient, api: FakeApi, tmp_path: Path
+) -> None:
+    # In flight when the job stops; refused (429) during the grace: certainly not sent,
+    # so it is FAILED and unclaimed at once, not tried again nor waited for.
+    journal = tmp_path / "job.db"
+    api.rules[phone(0)] = "hold 429"
+    job = send_bulk(client, Counted(1), concurrency=1, journal=journal, grace=3600)
+    results: list[SendResult] = []
+    consumer = asyncio.create_task(collect(job, into=results))
+    await api.wait_for(lambda: api.in_flight == 1)
+    closing = asyncio.create_task(job.aclose())
+    await asyncio.sleep(0)  # the stop has started: the send is in its grace period
+    api.release.set()
+    await closing
+    await consumer
+
+    (result,) = results
+    assert result.outcome is Outcome.FAILED
+    assert "stopped before this message was sent" in str(result.error)
+    assert api.received == [phone(0)]  # the client's second attempt never went out
+    assert journal_rows(journal) == {}
 
 
 async def test_a_closed_client_ends_the_job_instead_of_failing_every_message(

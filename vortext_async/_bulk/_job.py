@@ -77,8 +77,11 @@ class Sender(Protocol):
         *,
         max_wait: float | None,
         on_handover: Callable[[], object] | None,
+        on_settled: Callable[[bool], object] | None,
     ) -> SentSms:
-        """Send ``sms``; call ``on_handover`` when its request may reach the server."""
+        """Send ``sms``; call ``on_handover`` when an attempt's request may reach the
+        server, ``on_settled`` when that attempt ends (with whether it may have been
+        accepted)."""
         ...
 
 
@@ -173,10 +176,12 @@ def send_bulk(
     :attr:`BulkSummary.skipped`).
 
     Stopping (``break``, :meth:`BulkJob.aclose`, cancelling the task) stops reading
-    the input, stops at once the sends still waiting for the rate limit (FAILED, sent
-    again by a rerun) and gives sends in flight ``grace`` seconds; those still
-    unanswered are UNCERTAIN.  ``max_wait`` is each send's wait budget for the rate limiter (None:
-    wait as long as the pace needs, whatever the client's default).
+    the input, stops at once the sends still waiting for the rate limit or to be sent
+    again after a refusal (FAILED: nothing of theirs is out, a rerun sends them) and
+    gives sends in flight ``grace`` seconds (one refused meanwhile ends then, FAILED);
+    those still unanswered are UNCERTAIN.  ``max_wait`` is each send's wait budget for
+    the rate limiter (None: wait as long as the pace needs, whatever the client's
+    default).
 
     A message the server refused for its rate limit (429, certainly not sent) once the
     client's retry policy gave up is not reported FAILED: it is sent again when the
@@ -232,6 +237,18 @@ class _End:
     """The input is exhausted (or failed, or the job is stopping)."""
 
 
+class _Send:
+    """Where one message's send stands: what stopping the job may cut, and as what."""
+
+    __slots__ = ("in_flight", "possibly_accepted")
+
+    def __init__(self) -> None:
+        self.in_flight = False
+        """An attempt's request is handed over and not answered yet: it may be accepted."""
+        self.possibly_accepted = False
+        """An earlier attempt ended that the server may have accepted."""
+
+
 _END: Final = _End()
 
 
@@ -271,7 +288,7 @@ class BulkJob:
         self._patience = rate_limit_patience
         # Why every message left fails unsent, once the job gave up on the account.
         self._gave_up: str | None = None
-        self._cut: set[asyncio.Task[Any]] = set()  # waiting sends the give-up stopped
+        self._cut: set[asyncio.Task[Any]] = set()  # sends the give-up stopped
 
         self._sync_input: Iterator[Any] | None = None
         self._async_input: AsyncIterator[Any] | None = None
@@ -281,8 +298,8 @@ class BulkJob:
         self._waiter: asyncio.Future[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[Any]] = set()
-        # Workers inside client.send whose request was not handed over yet.
-        self._waiting_for_turn: set[asyncio.Task[Any] | None] = set()
+        # Workers inside client.send, and where their send stands.
+        self._sends: dict[asyncio.Task[Any], _Send] = {}
         self._live = 0
         self._settling = 0  # results waiting for the journal's commit
 
@@ -438,8 +455,11 @@ class BulkJob:
         await self._close_input()
         busy = [task for task in workers if not task.done()]
         for task in busy:
-            if task in self._waiting_for_turn:
-                task.cancel()  # still waiting for the rate limit: nothing went out
+            send = self._sends.get(task)
+            if send is not None and not send.in_flight and not send.possibly_accepted:
+                # Waiting for the rate limit, or to be sent again after a refusal:
+                # nothing of it went out (FAILED, and a rerun sends it).
+                task.cancel()
         if busy and self._grace > 0:
             await asyncio.wait(busy, timeout=self._grace)
         for task in busy:
@@ -581,66 +601,82 @@ class BulkJob:
                 journal.unclaim(key, claim.previous)
             return SendResult(sms, Outcome.FAILED, error=VortextError(self._gave_up))
 
-        # Until the client hands the request over, stopping the job loses nothing.
+        # Until the client hands a request over, stopping the job loses nothing; an
+        # attempt the server refused (429, 503: certainly not sent) leaves nothing
+        # out either, whether the client then waits to retry it or the job to send it
+        # again.
         worker = asyncio.current_task()
-        waiting = self._waiting_for_turn
-        handed_over = False
+        assert worker is not None
+        send = _Send()
 
-        def mark_handed_over() -> None:
-            nonlocal handed_over
-            handed_over = True
-            waiting.discard(worker)
+        def handed_over() -> None:
+            send.in_flight = True
 
-        while True:
-            # Sent again after a 429 (certainly not sent): until this send is handed
-            # over, nothing of the message went out, as before its first send.
-            handed_over = False
-            waiting.add(worker)
-            try:
+        def settled(possibly_accepted: bool) -> None:
+            send.in_flight = False
+            send.possibly_accepted = send.possibly_accepted or possibly_accepted
+            if not possibly_accepted and (self._stop_requested or self._gave_up is not None):
+                # Refused while the job stops (or gave up): nothing of it is out, so
+                # it waits neither for a retry nor for the grace.
+                _once_taken(worker, functools.partial(self._cut_refused, worker, send))
+
+        self._sends[worker] = send
+        try:
+            while True:
                 try:
                     sent = await self._client.send(
-                        sms, max_wait=self._max_wait, on_handover=mark_handed_over
+                        sms, max_wait=self._max_wait, on_handover=handed_over, on_settled=settled
                     )
-                finally:
-                    waiting.discard(worker)
-            except asyncio.CancelledError:
-                if worker in self._cut and not handed_over:
-                    self._cut.discard(worker)
-                    if worker is not None and worker.uncancel() == 0:
-                        # Only the give-up cut it, while it waited for its turn: not
-                        # sent; the worker goes on (with the next messages, unsent too).
-                        if journal is not None and claim is not None:
-                            journal.unclaim(key, claim.previous)
-                        assert self._gave_up is not None
-                        return SendResult(sms, Outcome.FAILED, error=VortextError(self._gave_up))
-                if handed_over:
-                    result = _uncertain(sms, "the bulk job stopped before the server answered")
-                    if journal is not None:
-                        journal.settle_nowait(key, "uncertain", reason=str(result.error))
-                else:  # still waiting for its turn: nothing went out, a rerun sends it
-                    stopped = VortextError("the bulk job stopped before this message was sent")
-                    result = SendResult(sms, Outcome.FAILED, error=stopped)
+                except asyncio.CancelledError:
+                    out = send.in_flight or send.possibly_accepted
+                    if worker in self._cut:
+                        self._cut.discard(worker)
+                        if not out and worker.uncancel() == 0:
+                            # Only the give-up cut it, while nothing of it was out: not
+                            # sent; the worker goes on (with the next messages, unsent too).
+                            if journal is not None and claim is not None:
+                                journal.unclaim(key, claim.previous)
+                            assert self._gave_up is not None
+                            return SendResult(
+                                sms, Outcome.FAILED, error=VortextError(self._gave_up)
+                            )
+                    if send.in_flight:
+                        result = _uncertain(sms, "the bulk job stopped before the server answered")
+                    elif send.possibly_accepted:  # opted-in resends of an uncertain send
+                        result = _uncertain(
+                            sms,
+                            "the bulk job stopped while this message waited to be sent again, "
+                            "and an earlier attempt of it may have been accepted",
+                        )
+                    else:  # waiting for its turn or to be sent again: a rerun sends it
+                        stopped = VortextError("the bulk job stopped before this message was sent")
+                        result = SendResult(sms, Outcome.FAILED, error=stopped)
                     if journal is not None and claim is not None:
-                        journal.unclaim(key, claim.previous)
-                self._emit(result)
-                raise
-            except UncertainSendError as error:
-                result = SendResult(sms, Outcome.UNCERTAIN, error=error)
-            except Exception as error:  # anything not ours: we cannot know how far it went
-                if self._send_again(error):
-                    continue  # its journal row stays 'attempting': it is being sent
-                if outcome_of(error) is Outcome.FAILED:
-                    result = SendResult(sms, Outcome.FAILED, error=error)
-                    if isinstance(error, ClientClosedError):
-                        self._fail(error)
+                        if out:
+                            journal.settle_nowait(key, "uncertain", reason=str(result.error))
+                        else:
+                            journal.unclaim(key, claim.previous)
+                    self._emit(result)
+                    raise
+                except UncertainSendError as error:
+                    result = SendResult(sms, Outcome.UNCERTAIN, error=error)
+                except Exception as error:  # anything not ours: we cannot know how far it went
+                    if self._send_again(error):
+                        continue  # its journal row stays 'attempting': it is being sent
+                    if outcome_of(error) is Outcome.FAILED:
+                        result = SendResult(sms, Outcome.FAILED, error=error)
+                        if isinstance(error, ClientClosedError):
+                            self._fail(error)
+                    else:
+                        result = SendResult(
+                            sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error)
+                        )
                 else:
-                    result = SendResult(
-                        sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error)
-                    )
-            else:
-                result = SendResult(sms, Outcome.SENT, sent=sent)
-                self._refused_since = None  # the account takes sends again
-            break
+                    result = SendResult(sms, Outcome.SENT, sent=sent)
+                    self._refused_since = None  # the account takes sends again
+                break
+        finally:
+            del self._sends[worker]
 
         if journal is None:
             return result
@@ -702,10 +738,24 @@ class BulkJob:
             extra={"vortext_refused_for": refused_for, "vortext_patience": self._patience},
         )
         current = asyncio.current_task()
-        for task in self._waiting_for_turn:
-            if task is not None and task is not current:
+        for task, send in self._sends.items():
+            if task is not current and not send.in_flight and not send.possibly_accepted:
                 self._cut.add(task)
                 task.cancel()
+
+    def _cut_refused(self, worker: asyncio.Task[Any], send: _Send) -> None:
+        """Stop a send whose attempt was refused while the job stops or gives up.
+
+        Nothing of it is out: unless it went on meanwhile (a new attempt, or its end),
+        it is cut now rather than left to wait for a retry or the grace period.
+        """
+        if self._sends.get(worker) is not send or send.in_flight or worker.done():
+            return
+        if not self._stop_requested:  # the give-up: the worker goes on, unsent
+            if send.possibly_accepted:
+                return
+            self._cut.add(worker)
+        worker.cancel()
 
     def _settled(
         self, journal: JournalBackend, result: SendResult, done: asyncio.Future[None]
@@ -760,6 +810,22 @@ class BulkJob:
             finished=finished,
             skipped=summary.skipped,
         )
+
+
+def _once_taken(worker: asyncio.Task[Any], callback: Callable[[], object]) -> None:
+    """Call ``callback`` once ``worker`` has taken the end of the attempt running now.
+
+    Called from inside the attempt, which ends right after.  The client runs an
+    attempt in a task of its own (``shield_sends``): cancelling the worker before it
+    has taken that task's end would leave the answer to the client's background
+    report.  After it, the worker is waiting again (to retry, or for its turn).
+    """
+    loop = asyncio.get_running_loop()
+    attempt = asyncio.current_task()
+    if attempt is None or attempt is worker:
+        loop.call_soon(callback)  # the worker's own step goes on to its next wait first
+    else:  # its done callbacks wake the worker first; then one more turn
+        attempt.add_done_callback(lambda _: loop.call_soon(callback))
 
 
 def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:
