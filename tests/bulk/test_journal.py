@@ -147,7 +147,7 @@ async def test_a_journal_of_another_schema_version_is_refused(path: Path) -> Non
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA user_version = 99")
     journal = Journal(path)
-    with pytest.raises(sqlite3.DatabaseError, match="schema version 99"):
+    with pytest.raises(JournalError, match="schema version 99"):
         await journal.open()
     await journal.aclose()
 

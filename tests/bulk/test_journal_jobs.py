@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from vortext_async import JournalBusyError, Outcome, RetryPolicy, SendResult, Sms, VortextClient
+from vortext_async import (
+    JournalBusyError,
+    JournalError,
+    Outcome,
+    RetryPolicy,
+    SendResult,
+    Sms,
+    VortextClient,
+)
 from vortext_async._bulk import (
     BulkJob,
     ClaimKind,
@@ -93,7 +101,7 @@ async def test_the_lock_goes_when_the_job_ends_even_if_its_open_failed(tmp_path:
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA user_version = 99")
     broken = Journal(path)
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(JournalError, match="schema version 99"):
         await broken.open()
     await broken.aclose()
     with sqlite3.connect(path) as conn:

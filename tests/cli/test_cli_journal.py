@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ from tests.support.postgres_server import (
     find_postgres_bin,
     running_postgres,
 )
+from vortext_async import JournalError, Sms, journal_jobs, journal_status, send_bulk
 from vortext_async.emulator import Emulator
+from vortext_async.testing import emulator_client
 
 HOLDER = """
 import asyncio, sys
@@ -100,8 +103,64 @@ def test_the_job_is_named_after_the_input_file_and_vortext_journal_shows_it(
     assert served.emulator.stats.accepted == 10
 
     missing = invoke(served, "journal", str(tmp_path / "nope.db"))
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "does not exist" in missing.stderr
+
+    unknown = invoke(served, "journal", str(journal), "--job", "nope")
+    assert unknown.exit_code == 2, unknown.output
+    assert unknown.stdout == ""
+    assert "no job 'nope'" in unknown.stderr
+    assert "'monday.csv', 'other', 'tuesday.csv'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"not a database at all\n" * 10, "not an SQLite database"),
+        (None, "without its tables"),  # an SQLite file of another program
+    ],
+    ids=["garbage", "other-sqlite"],
+)
+def test_vortext_journal_on_a_file_that_is_not_a_journal_is_one_error_line(
+    served: Served, tmp_path: Path, content: bytes | None, why: str
+) -> None:
+    path = tmp_path / "notes.db"
+    if content is None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (text)")
+        conn.close()
+    else:
+        path.write_bytes(content)
+    for args in ([], ["--job", "x"]):
+        result = invoke(served, "journal", str(path), *args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("\n") == 1  # one line, no traceback
+        assert result.stderr.startswith("error: ")
+        assert f"journal {path} is not a bulk journal" in result.stderr
+        assert why in result.stderr
+
+
+async def test_a_file_that_is_not_a_journal_is_a_journal_error_naming_it(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all\n" * 10)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text)")
+    conn.close()
+    for path in (garbage, other):
+        for read in (journal_jobs(path), journal_status(path, "x")):
+            with pytest.raises(JournalError, match=f"journal {path} is not a bulk journal"):
+                await read
+        served_nothing = Emulator(users={"demo": "demo"})
+        async with emulator_client(served_nothing) as client:
+            job = send_bulk(client, [Sms("+33611272727", "hi")], journal=path)
+            with pytest.raises(JournalError, match=f"journal {path} is not a bulk journal"):
+                async for _ in job:
+                    pass
+        assert served_nothing.stats.requests == 0
+    with sqlite3.connect(other) as conn:  # not written to
+        assert [row[0] for row in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
+    conn.close()
 
 
 def test_replace_changed_resends_a_corrected_row(served: Served, tmp_path: Path) -> None:

@@ -176,14 +176,42 @@ def _read_sqlite(path: str) -> sqlite3.Connection:
     if not os.path.exists(path):
         raise JournalError(path, "does not exist")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version != _SCHEMA_VERSION:
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            raise JournalError(path, "is not a bulk journal (an SQLite file without its tables)")
+        if version != _SCHEMA_VERSION:
+            raise JournalError(path, f"is of schema version {version}, not {_SCHEMA_VERSION}")
+    except BaseException as error:
         conn.close()
-        raise JournalError(path, f"is of schema version {version}, not {_SCHEMA_VERSION}")
+        if isinstance(error, sqlite3.DatabaseError):
+            raise _unusable(path, error) from error
+        raise
     return conn
 
 
+def _unusable(path: str, error: sqlite3.DatabaseError) -> JournalError:
+    """The :class:`JournalError` naming ``path`` for SQLite's ``error`` about it."""
+    if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+        return JournalError(path, "is not a bulk journal (not an SQLite database)")
+    return JournalError(path, f"cannot be used: {error}")
+
+
 def _sqlite_jobs(path: str) -> dict[str, dict[str, int]]:
+    try:
+        return _read_jobs(path)
+    except sqlite3.DatabaseError as error:
+        raise _unusable(path, error) from error
+
+
+def _sqlite_status(path: str, job: str) -> JournalStatus:
+    try:
+        return _read_status(path, job)
+    except sqlite3.DatabaseError as error:
+        raise _unusable(path, error) from error
+
+
+def _read_jobs(path: str) -> dict[str, dict[str, int]]:
     conn = _read_sqlite(path)
     try:
         jobs: dict[str, dict[str, int]] = {}
@@ -196,7 +224,7 @@ def _sqlite_jobs(path: str) -> dict[str, dict[str, int]]:
     return jobs
 
 
-def _sqlite_status(path: str, job: str) -> JournalStatus:
+def _read_status(path: str, job: str) -> JournalStatus:
     conn = _read_sqlite(path)
     try:
         counts = dict.fromkeys(STATES, 0)
@@ -301,7 +329,10 @@ class Journal:
             target=self._serve, name=f"vortext-journal {self.path}", daemon=True
         )
         self._thread.start()
-        self.run = await self._submit(self._open_db, ())
+        try:
+            self.run = await self._submit(self._open_db, ())
+        except sqlite3.DatabaseError as error:
+            raise _unusable(self.path, error) from error
 
     def claim(self, key: str, fingerprint: str, phone_number: object) -> asyncio.Future[Claim]:
         """Decide what to do with a message; a SEND claim's row is committed when done."""
@@ -446,10 +477,19 @@ class Journal:
     def _open_db(self, conn: sqlite3.Connection) -> int:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, 1, _SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(
-                f"{self.path} is a journal of schema version {version}, "
-                f"this version of vortext-async reads version {_SCHEMA_VERSION}"
+            raise JournalError(
+                self.path,
+                f"is a journal of schema version {version}, this version of "
+                f"vortext-async reads version {_SCHEMA_VERSION}",
             )
+        if version == 0:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if tables - {"runs", "messages"} and "messages" not in tables:
+                raise JournalError(
+                    self.path,
+                    "is not a bulk journal (an SQLite database with other tables); "
+                    "nothing was sent. Give the job a journal file of its own",
+                )
         script = _MIGRATE_1_TO_2.format(schema=_SCHEMA) if version == 1 else _SCHEMA
         for statement in script.split(";"):
             if statement.strip():

@@ -15,8 +15,6 @@ import typer
 from rich.table import Table
 
 from vortext_async import (
-    JournalBusyError,
-    JournalError,
     RateLimit,
     SendResult,
     Sms,
@@ -349,13 +347,14 @@ def bulk(
         _fail(f"cannot use the journal {journal}: {problem}", EXIT_USAGE)
     except KeyboardInterrupt:
         _fail("interrupted by Ctrl-C", EXIT_INTERRUPTED)
-    if isinstance(tally.journal_error, JournalBusyError):
-        _fail(str(tally.journal_error), EXIT_USAGE)  # nothing was read or sent
-    if isinstance(tally.journal_error, JournalError) and isinstance(
-        tally.journal_error.__cause__, OSError
-    ):  # its lock file could not be made: nothing was read or sent
-        problem = _journal_problem(tally.journal_error.__cause__, journal)
-        _fail(f"cannot use the journal {journal}: {problem}", EXIT_USAGE)
+    if tally.journal_error is not None and not tally.done and not tally.skipped:
+        # It failed as the job opened it (busy, no lock file, not a journal...):
+        # nothing was read or sent.
+        cause = tally.journal_error.__cause__
+        if isinstance(cause, OSError | sqlite3.Error):
+            problem = _journal_problem(cause, journal)
+            _fail(f"cannot use the journal {journal}: {problem}", EXIT_USAGE)
+        _fail(str(tally.journal_error), EXIT_USAGE)
     tally.print_summary(_out(), journal=journal, job=options.job)
     if summary_json_path is not None:
         try:

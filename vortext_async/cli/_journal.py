@@ -52,10 +52,10 @@ def journal(
             jobs = asyncio.run(journal_jobs(journal))
         else:
             status = asyncio.run(journal_status(journal, job))
-    except ConfigurationError as error:
+    except (ConfigurationError, JournalError) as error:  # missing, not a journal, down
         _fail(str(error), EXIT_USAGE)
-    except JournalError as error:
-        _fail(str(error))
+    if job is not None and not status.total and not status.runs:
+        _fail(_no_such_job(journal, job), EXIT_USAGE)
     out = _out()
     if job is None:
         if as_json:
@@ -70,6 +70,16 @@ def journal(
         out.print(table if jobs else "no job in this journal yet")
         return
     _print_status(status, as_json=as_json)
+
+
+def _no_such_job(journal: str, job: str) -> str:
+    """Why ``--job`` names nothing here, and which jobs the journal does hold."""
+    try:
+        names = sorted(asyncio.run(journal_jobs(journal)))
+    except (ConfigurationError, JournalError):
+        names = []
+    held = ", ".join(repr(name) for name in names) if names else "none"
+    return f"the journal holds no job {job!r} (its jobs: {held})"
 
 
 def _print_status(status: JournalStatus, *, as_json: bool) -> None:
