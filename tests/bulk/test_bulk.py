@@ -730,3 +730,17 @@ async def test_job_progress_is_where_the_job_stands_for_polling() -> None:
     assert seen == sorted(seen)  # counted as they finish, perhaps before they are yielded
     assert all(done >= n for n, done in enumerate(seen, start=1))
     assert (final.done, final.sent, final.in_flight, final.finished) == (10, 10, 0, True)
+
+
+async def test_a_rerun_says_once_that_an_uncertain_message_may_have_been_sent(
+    client: VortextClient, api: FakeApi, tmp_path: Path
+) -> None:
+    journal = tmp_path / "job.db"
+    api.rules[phone(0)] = 500  # may have been accepted: uncertain
+    (first,) = await collect(send_bulk(client, Counted(1), journal=journal))
+    (again,) = await collect(send_bulk(client, Counted(1), journal=journal))
+
+    assert first.outcome is again.outcome is Outcome.UNCERTAIN
+    assert again.resumed
+    assert str(again.error) == str(first.error)  # not "may or may not...: may or may not..."
+    assert str(again.error).count("may or may not have been sent") == 1

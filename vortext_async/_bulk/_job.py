@@ -859,6 +859,9 @@ def _record(journal: JournalBackend, key: str, result: SendResult) -> asyncio.Fu
     return journal.settle(key, "uncertain", reason=str(result.error))
 
 
+_UNCERTAIN_PREFIX: Final = str(UncertainSendError(None, VortextError("")))
+
+
 def _from_journal(sms: Sms, key: str, claim: Claim) -> SendResult:
     kind = claim.kind
     if kind is ClaimKind.SENT:
@@ -869,6 +872,8 @@ def _from_journal(sms: Sms, key: str, claim: Claim) -> SendResult:
         return SendResult(sms, Outcome.FAILED, error=error, resumed=True)
     if kind is ClaimKind.UNCERTAIN:
         why = claim.reason or "an earlier run stopped while this message was being sent"
+        # The row keeps str(UncertainSendError): its prefix is the new error's own.
+        why = why.removeprefix(_UNCERTAIN_PREFIX)
         return SendResult(
             sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, VortextError(why)), resumed=True
         )
