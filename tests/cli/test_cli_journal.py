@@ -67,6 +67,7 @@ def test_a_second_job_on_a_busy_sqlite_journal_exits_2_and_sends_nothing(
     finally:
         holder.communicate("", timeout=30)
     assert result.exit_code == 2, result.output
+    assert "progress:" not in result.stdout  # nothing was read: no "stopped, 5 not sent"
     assert "is in use by another running job" in result.stderr
     assert str(journal) in result.stderr.replace("\n", "")
     assert f"pid {holder.pid}" in result.stderr

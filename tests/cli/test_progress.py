@@ -18,8 +18,18 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tests.cli.test_cli import PASSWORD, VORTEXT, Served, numbered, write_csv
-from vortext_async import LimiterState, WindowState
+from vortext_async import (
+    LimiterState,
+    Outcome,
+    RateLimitedError,
+    SendResult,
+    SentSms,
+    Sms,
+    VortextError,
+    WindowState,
+)
 from vortext_async.cli import app
+from vortext_async.cli._display import _Tally
 from vortext_async.cli._progress import Counts, JobProgress, eta_seconds
 from vortext_async.emulator import Emulator
 
@@ -183,3 +193,50 @@ def test_the_eta_is_the_longer_of_the_caps_and_the_recent_pace() -> None:
     assert eta_seconds(10, None, 2.0) == 5.0
     assert eta_seconds(10, None, None) is None
     assert eta_seconds(0, None, None) == 0.0
+
+
+def _refused(n: int) -> RateLimitedError:
+    return RateLimitedError(
+        429, method="POST", url="https://api.test/sms", headers={}, body=b"", retry_after=n
+    )
+
+
+def test_messages_a_stop_failed_before_their_turn_are_no_sends_in_the_rates() -> None:
+    # Ctrl-C after 10 sent and one refused by the server: the 39 waiting fail at once.
+    clock = FakeClock()
+    tally = _Tally(50)
+    progress = JobProgress(50, clock=clock)
+    clock.now = 2.0
+    for n in range(10):
+        tally.add(SendResult(Sms(f"+3361000{n:04d}", "hi"), Outcome.SENT, sent=SentSms(f"{n}")))
+    tally.add(SendResult(Sms("+33610000010", "hi"), Outcome.FAILED, error=_refused(10)))
+    progress.sample(tally.counts())
+    stopped = VortextError("the bulk job stopped before this message was sent")
+    for n in range(11, 50):
+        tally.add(SendResult(Sms(f"+3361000{n:04d}", "hi"), Outcome.FAILED, error=stopped))
+    clock.now = 2.2
+    assert tally.counts().attempted == 11  # 10 sent, 1 refused: the server's outcomes
+    assert progress.recent_rate(tally.counts()) == 11 / 2.2  # no jump at the stop
+    progress.finish()
+    assert "rate 5.00/s over 2.2 s" in progress.line(tally.counts(), None)
+
+
+def test_the_last_line_counts_the_messages_other_hosts_handled() -> None:
+    clock = FakeClock()
+    progress = JobProgress(100, clock=clock)
+    counts = Counts(sent=60, skipped=40)  # the other 40 were another host's
+    clock.now = 10.0
+    assert "queued 0" in progress.line(counts, None)
+    progress.finish()
+    assert progress.line(counts, None).endswith("eta done")
+
+
+def test_an_unwritable_summary_json_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "in.csv", numbered(3))
+    for target in (tmp_path / "no-such-dir" / "s.json", tmp_path):
+        with Served(Emulator(users={"alice": PASSWORD})) as served:
+            args = ["bulk", str(path), "--summary-json", str(target)]
+            result = CliRunner().invoke(app, args, env=served.env())
+            assert result.exit_code == 2, result.output
+            assert f"error: cannot write the summary {target}" in result.stderr
+            assert served.emulator.stats.requests == 0

@@ -46,7 +46,7 @@ from ._input import (
     detect_format,
     read_messages,
 )
-from ._progress import summary_json
+from ._progress import check_summary_json, summary_json
 
 
 @app.command()
@@ -287,6 +287,11 @@ def bulk(
     except InputFormatError as error:
         _fail(str(error), EXIT_USAGE)
     _log_to_stderr(log_level or ("error" if quiet else "warning"))
+    if summary_json_path is not None:
+        try:  # now, not after the job has sent everything
+            check_summary_json(summary_json_path)
+        except OSError as error:
+            _fail(f"cannot write the summary {summary_json_path}: {error.strerror}", EXIT_USAGE)
     rate_limit: RateLimit | None = None
     if per_minute is not None or per_hour is not None:
         rate_limit = RateLimit(per_minute=per_minute, per_hour=per_hour)

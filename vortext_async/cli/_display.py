@@ -32,6 +32,7 @@ from rich.text import Text
 
 from vortext_async import (
     BulkJob,
+    HTTPStatusError,
     JournalError,
     Outcome,
     SendResult,
@@ -91,6 +92,7 @@ class _Tally:
     rate: float = 0.0
     shown: int = 0
     skipped: int = 0
+    unsent: int = 0
     journal_error: JournalError | None = None
 
     @property
@@ -98,7 +100,15 @@ class _Tally:
         return self.sent + self.failed + self.uncertain
 
     def counts(self) -> Counts:
-        return Counts(self.sent, self.failed, self.uncertain, self.resumed, self.bad_lines)
+        return Counts(
+            self.sent,
+            self.failed,
+            self.uncertain,
+            self.resumed,
+            self.bad_lines,
+            self.unsent,
+            self.skipped,
+        )
 
     @property
     def not_attempted(self) -> int | None:
@@ -113,6 +123,8 @@ class _Tally:
         elif result.outcome is Outcome.FAILED:
             self.failed += 1
             self.bad_lines += isinstance(result.error, BadLineError)
+            if not result.resumed and not isinstance(result.error, BadLineError | HTTPStatusError):
+                self.unsent += 1  # no server's answer: stopped, given up, not connected
         else:
             self.uncertain += 1
 
@@ -251,8 +263,13 @@ async def _bulk_job(
                 await job.aclose()
                 tally.interrupted = stopper.stopping
                 summary = job.summary
-                tally.duration, tally.rate = summary.duration, summary.rate
                 tally.skipped = summary.skipped
+                # Sends per second: those the server gave an outcome, not the messages
+                # a stop failed before their turn (the job's own rate counts them).
+                tally.duration = summary.duration
+                tally.rate = (
+                    tally.counts().attempted / summary.duration if summary.duration else 0.0
+                )
 
     jobs: list[BulkJob] = []
     renderables: list[RenderableType] = [progress]
@@ -277,13 +294,14 @@ async def _bulk_job(
                 if pacing is not None:
                     pacing.update()
                 if jobs and jobs[0].summary.skipped:  # other hosts' messages count as done
-                    progress.update(task_id, completed=tally.done + jobs[0].summary.skipped)
+                    tally.skipped = jobs[0].summary.skipped
+                    progress.update(task_id, completed=tally.done + tally.skipped)
                 refresh()
             await runner
             tracker.finish()
             refresh()
-        if plain:
-            progress_line()
+        if plain and (tally.done or tally.skipped or tally.journal_error is None):
+            progress_line()  # none for a job whose journal refused it: nothing was read
     finally:
         report.close()
     return tally

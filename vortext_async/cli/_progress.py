@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,11 @@ class Counts:
     uncertain: int = 0
     resumed: int = 0
     bad_lines: int = 0
+    unsent: int = 0
+    """FAILED here without a server's answer: stopped before its turn, given up, not
+    connected (bad input lines and journal results aside)."""
+    skipped: int = 0
+    """Held by another host of the job (a shared journal): done, not here."""
 
     @property
     def done(self) -> int:
@@ -44,8 +50,13 @@ class Counts:
 
     @property
     def attempted(self) -> int:
-        """Finished here, by this run's sends (not from the journal, not bad lines)."""
-        return self.done - self.resumed - self.bad_lines
+        """Finished here by a server's outcome: sent, refused by it, or uncertain.
+
+        Not results read from the journal, bad lines, nor messages that failed
+        without an answer (after Ctrl-C, those waiting for their turn fail at once:
+        they are no sends, and would make the rate jump).
+        """
+        return self.done - self.resumed - self.bad_lines - self.unsent
 
 
 def eta_seconds(left: int, state: LimiterState | None, recent_rate: float | None) -> float | None:
@@ -142,7 +153,9 @@ class JobProgress:
         return (counts.attempted - attempted) / (now - since)
 
     def left(self, counts: Counts) -> int | None:
-        return None if self.total is None else max(self.total - counts.done, 0)
+        if self.total is None:
+            return None
+        return max(self.total - counts.done - counts.skipped, 0)
 
     def eta(self, counts: Counts, state: LimiterState | None) -> float | None:
         left = self.left(counts)
@@ -177,6 +190,17 @@ class JobProgress:
             f"failed {counts.failed} uncertain {counts.uncertain} queued {queued} "
             f"rate {rate_text(rate)} over {interval:.1f} s eta {eta}"
         )
+
+
+def check_summary_json(path: Path) -> None:
+    """Raise ``OSError`` now if ``path`` cannot be written, before the job sends anything.
+
+    The file is created if missing (empty until the job ends), with the umask's mode:
+    unlike the journal and the report (0600), it holds counts only, no phone number.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
 
 
 def summary_json(path: Path, data: dict[str, Any]) -> None:
