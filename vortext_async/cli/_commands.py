@@ -408,3 +408,15 @@ def _log_to_stderr(level_name: str) -> None:
     for installed in package.handlers:
         if isinstance(installed, _StderrHandler):
             installed.setLevel(level)
+    # psycopg (a PostgreSQL journal) warns "error ignored terminating <AsyncPipeline
+    # [BAD]>" when a lost connection also fails the pipeline's exit: the journal
+    # reports that loss itself, in one error line.  Its errors still show; all of it
+    # with --log-level debug.  Without a handler, Python's last resort would print it.
+    postgres = logging.getLogger("psycopg")
+    if not any(isinstance(handler, _StderrHandler) for handler in postgres.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        postgres.addHandler(handler)
+    for installed in postgres.handlers:
+        if isinstance(installed, _StderrHandler):
+            installed.setLevel(logging.DEBUG if level == logging.DEBUG else logging.ERROR)
