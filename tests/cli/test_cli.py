@@ -579,3 +579,35 @@ def test_a_second_ctrl_c_cuts_the_sends_in_flight_short_as_uncertain(tmp_path: P
     assert re.search(r"uncertain\s+│\s+2\b", stdout), stdout
     assert "2 message(s) may or may not have been sent" in stdout
     assert gate.duplicates() == {}
+
+
+def test_ctrl_c_leaves_the_messages_refused_and_waiting_resendable_not_uncertain(
+    tmp_path: Path,
+) -> None:
+    # The account takes 5 a second; told 20 a minute, the job sends 20 at once: 15 are
+    # refused (429, certainly not sent) and their retries wait for the limiter, which
+    # has no token left this minute.  Ctrl-C then: none of them is out.
+    emulator = Emulator(users={"alice": PASSWORD}, windows=[(5, 1.0)])
+    path = write_csv(tmp_path / "in.csv", numbered(30))
+    journal = tmp_path / "job.db"
+    with Served(emulator) as served:
+        args = ["bulk", str(path), "--per-minute", "20", "--concurrency", "20"]
+        process = Process(*args, "--journal", str(journal), "--grace", "30", env=served.env())
+        while emulator.stats.refused < 15:  # polls the server; decides nothing by time
+            time.sleep(0.01)
+        process.proc.send_signal(signal.SIGINT)
+        code, stdout, stderr = process.finish()
+        requests = emulator.stats.requests
+        status = invoke(served, "journal", str(journal), "--job", "in.csv", "--json")
+    assert code == 130, stdout + stderr
+    assert requests == 20  # nothing after the Ctrl-C
+    assert re.search(r"sent\s+│\s+5\b", stdout), stdout
+    assert re.search(r"uncertain\s+│\s+0\b", stdout), stdout
+    assert "stopped before the server answered" not in stderr
+    # The journal holds the 5 sent; the 25 others are unclaimed: a rerun sends them.
+    assert json.loads(status.stdout)["counts"] == {
+        "attempting": 0,
+        "failed": 0,
+        "sent": 5,
+        "uncertain": 0,
+    }
