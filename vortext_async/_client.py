@@ -44,13 +44,16 @@ from ._errors import (
 from ._http import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
 from ._http import (
     Answer,
+    Cert,
     HttpClient,
     HttpLayer,
     HttpLibrary,
     HttpLimits,
     HttpTimeout,
     HttpTransport,
+    ProxyUrl,
     SecretStr,
+    Verify,
     parse_retry_after,
 )
 from ._learned import LearnedRateLimiter
@@ -112,6 +115,10 @@ class ClientOptions(TypedDict, total=False):
     http_library: HttpLibrary
     transport: HttpTransport | None
     limits: HttpLimits | None
+    proxy: ProxyUrl | None
+    verify: Verify
+    cert: Cert | None
+    trust_env: bool
     clock: Clock | None
 
 
@@ -178,7 +185,22 @@ class VortextClient:
         http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use (left open;
             it never follows redirects for this client).
         http_library: ``"auto"`` (httpx2 if installed, else httpx), ``"httpx"`` or ``"httpx2"``.
-        transport: a transport for the client built here (an ASGI app's, a faster one).
+        transport: what carries the requests of the client built here: ``"auto"`` (the
+            default: the direct aiohttp path; httpcore when a SOCKS proxy is set),
+            ``"aiohttp"`` (the direct path, or a ``ConfigurationError`` for what it
+            cannot do), ``"httpx"`` (httpcore, through the library's ``AsyncClient``), or
+            a transport object of the library (an ASGI app's, a mock).
+        limits: connection pool limits of the client built here (an httpx ``Limits``).
+        proxy: a proxy for every request (``http://``, ``https://``; ``socks5://`` on
+            httpcore), credentials allowed in it: they never show in a ``repr``, a log
+            line or an error.  Given, the environment's proxies are ignored (as in httpx).
+        verify: TLS verification: True (certifi's CA bundle, as httpx), a CA bundle
+            file or directory, an ``ssl.SSLContext``, or False (none: tests only).
+        cert: a client certificate: a PEM file, or ``(certificate, key)`` or
+            ``(certificate, key, password)`` files.
+        trust_env: read ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``
+            (and ``SSL_CERT_FILE``/``SSL_CERT_DIR``) from the environment, with httpx's
+            rules, whatever the transport.
         clock: the clock and sleep of the limiter and the retries (tests: a VirtualClock).
     """
 
@@ -203,10 +225,16 @@ class VortextClient:
         on_background_result: Callable[[SendResult], object] | None = None,
         http_client: HttpClient | None = None,
         http_library: HttpLibrary = "auto",
-        transport: HttpTransport | None = None,
+        transport: HttpTransport | None = "auto",
         limits: HttpLimits | None = None,
+        proxy: ProxyUrl | None = None,
+        verify: Verify = True,
+        cert: Cert | None = None,
+        trust_env: bool = True,
         clock: Clock | None = None,
     ) -> None:
+        if proxy is not None:  # from here on this frame shows '<redacted>'
+            proxy = SecretStr(str(proxy))
         username = username if username is not None else os.environ.get(_api.ENV_USERNAME)
         password = password if password is not None else os.environ.get(_api.ENV_PASSWORD)
         if not username:
@@ -250,8 +278,20 @@ class VortextClient:
 
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         if http_client is not None:
-            if transport is not None or limits is not None:
-                raise ConfigurationError("give transport/limits to your http_client, not here")
+            given = [
+                name
+                for name, value, default in (
+                    ("transport", transport, "auto"),
+                    ("limits", limits, None),
+                    ("proxy", proxy, None),
+                    ("verify", verify, True),
+                    ("cert", cert, None),
+                    ("trust_env", trust_env, True),
+                )
+                if value is not default and not (name == "transport" and value is None)
+            ]
+            if given:
+                raise ConfigurationError(f"give {'/'.join(given)} to your http_client, not here")
             self._http = HttpLayer(http_client, owned=False)
             if timeout is not None:
                 self._request_timeout = self._http.timeout_of(timeout)
@@ -263,6 +303,10 @@ class VortextClient:
                 timeout=timeout if timeout is not None else _Timeouts(**DEFAULT_TIMEOUT),
                 limits=limits,
                 transport=transport,
+                proxy=proxy,
+                verify=verify,
+                cert=cert,
+                trust_env=trust_env,
             )
             self._request_timeout = None
 
@@ -330,6 +374,13 @@ class VortextClient:
     def http_library(self) -> str:
         """Which library carries the requests: ``"httpx"`` or ``"httpx2"``."""
         return self._http.library
+
+    @property
+    def transport(self) -> str:
+        """What carries the requests: ``"aiohttp"`` (the direct path, the default),
+        ``"httpx"`` (httpcore) or ``"custom"`` (a transport object, a handed-in
+        ``http_client``)."""
+        return self._http.name
 
     @property
     def http_client(self) -> HttpClient:

@@ -50,7 +50,16 @@ from . import (
 
 if TYPE_CHECKING:
     # The types only (aliases naming httpx's and httpx2's classes): nothing imported.
-    from ._http import HttpClient, HttpLibrary, HttpLimits, HttpTimeout, HttpTransport
+    from ._http import (
+        Cert,
+        HttpClient,
+        HttpLibrary,
+        HttpLimits,
+        HttpTimeout,
+        HttpTransport,
+        ProxyUrl,
+        Verify,
+    )
 
 __all__ = ["BulkJob", "VortextClient"]
 
@@ -317,8 +326,14 @@ class VortextClient:
             a send whose caller stopped waiting.
         http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use.
         http_library: ``"auto"``, ``"httpx"`` or ``"httpx2"``.
-        transport: a transport for the client built here (``"aiohttp"``: the fast one).
+        transport: what carries the requests: ``"auto"`` (the direct aiohttp path),
+            ``"aiohttp"``, ``"httpx"`` (httpcore) or a transport object.
         limits: connection pool limits of the client built here.
+        proxy: a proxy for every request (its credentials never shown).
+        verify: TLS verification: True (certifi's CA bundle), a CA bundle path, an
+            ``ssl.SSLContext``, or False.
+        cert: a client certificate (a PEM file, or certificate and key files).
+        trust_env: read the proxies (``HTTPS_PROXY``, ``NO_PROXY``...) from the environment.
         clock: the clock and sleep of the limiter and the retries.
     """
 
@@ -343,8 +358,12 @@ class VortextClient:
         on_background_result: Callable[[SendResult], object] | None = None,
         http_client: HttpClient | None = None,
         http_library: HttpLibrary = "auto",
-        transport: HttpTransport | None = None,
+        transport: HttpTransport | None = "auto",
         limits: HttpLimits | None = None,
+        proxy: ProxyUrl | None = None,
+        verify: Verify = True,
+        cert: Cert | None = None,
+        trust_env: bool = True,
         clock: Clock | None = None,
     ) -> None:
         options = {
@@ -354,6 +373,8 @@ class VortextClient:
         }
         if password:  # a frame of a failed construction shows '<redacted>'
             password = _Redacted(password)
+        if proxy is not None:  # its credentials too
+            options["proxy"] = proxy = _Redacted(str(proxy))
 
         async def build() -> AsyncVortextClient:
             return AsyncVortextClient(username, password, **options)

@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -161,10 +162,13 @@ class FaultServer:
 
     Args:
         default: what a request gets when the script is empty (a success).
+        tls: a server-side ``ssl.SSLContext``: serve HTTPS.
     """
 
-    def __init__(self, *, default: Fault | None = None) -> None:
+    def __init__(self, *, default: Fault | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.default = default if default is not None else Fault.ok()
+        self.tls = tls
+        """A server-side TLS context: the server speaks HTTPS (``url`` says so)."""
         self.requests: list[Received] = []
         self.port = 0
         self.connections_opened = 0
@@ -181,7 +185,7 @@ class FaultServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def script(self, *faults: Fault) -> None:
         """Queue what the next requests get, in order (then :attr:`default`)."""
@@ -227,7 +231,7 @@ class FaultServer:
     async def start(self, *, port: int = 0) -> None:
         """Listen on ``port`` (0: a free one); nothing if already listening."""
         if self._server is None:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", port, ssl=self.tls)
             self.port = self._server.sockets[0].getsockname()[1]
 
     async def __aenter__(self) -> FaultServer:
