@@ -7,6 +7,7 @@ of each public signature whose types are checked by ``wrong_calls.py``.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 
 import httpx
@@ -61,6 +62,10 @@ async def asyncio_client(emulator: Emulator) -> list[SendResult]:
     VortextClient(transport=httpx.ASGITransport(app=emulator), http_library="httpx")
     fast = aiohttp_transport("httpx", limits=httpx.Limits(max_connections=10))
     VortextClient(transport=fast, http_library="httpx")
+    VortextClient(transport="httpx", proxy="http://proxy:3128", verify="ca.pem", cert="c.pem")
+    VortextClient(proxy=httpx.URL("http://proxy:3128"), verify=ssl.create_default_context())
+    VortextClient(transport="auto", verify=False, cert=("c.pem", "k.pem"), trust_env=False)
+    aiohttp_transport(proxy="http://proxy:3128", verify=Path("ca.pem"), cert="c.pem")
     options: ClientOptions = {"max_wait": 2.0, "retry": RetryPolicy(attempts=3)}
     async with emulator_client(emulator, **options) as client:
         await client.status()
