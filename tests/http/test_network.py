@@ -21,6 +21,7 @@ import pytest
 
 from tests.http.test_secrets import leaks
 from tests.support.faults import Fault, FaultServer, refused_url
+from tests.support.library import LIBRARY
 from tests.support.proxy import ForwardingProxy
 from vortext_async import (
     ConfigurationError,
@@ -49,6 +50,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def client(transport: str, base_url: str, **options: Any) -> VortextClient:
     options.setdefault("retry", NO_RETRY)
+    options.setdefault("http_library", LIBRARY)
     return VortextClient("acme", "s3cr3t", base_url=base_url, transport=transport, **options)  # type: ignore[arg-type]
 
 
