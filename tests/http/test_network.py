@@ -257,6 +257,20 @@ async def test_https_through_a_proxy_is_a_tunnel(
     assert "proxy-authorization" not in server.requests[0].headers
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_https_proxy_is_verified_with_verify(
+    transport: str, ca: Any, server_tls: ssl.SSLContext
+) -> None:
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    async with ForwardingProxy(tls=server_tls) as proxy, FaultServer() as server:
+        assert proxy.url.startswith("https://")
+        async with client(transport, server.url, proxy=proxy.url, verify=trusted) as vortext:
+            await vortext.send_sms("+33611272727", "via a TLS proxy")
+    assert carried_to(proxy, server) == [f"POST {server.url}/sms"]
+    assert server.processed_for("via a TLS proxy") == 1
+
+
 @pytest.fixture
 def client_cert_files(ca: Any, tmp_path: Path) -> tuple[str, str]:
     issued = ca.issue_cert("robot@acme.example")

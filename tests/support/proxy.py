@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ssl
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -45,10 +46,14 @@ class ForwardingProxy:
 
     Args:
         credentials: ``(user, password)`` the proxy requires, or None for none.
+        tls: a server-side ``ssl.SSLContext``: an ``https://`` proxy.
     """
 
-    def __init__(self, *, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, *, credentials: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.credentials = credentials
+        self.tls = tls
         self.carried: list[Carried] = []
         self.refused = 0
         """Requests answered 407 (no or wrong credentials)."""
@@ -58,14 +63,14 @@ class ForwardingProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def url_with(self, user: str, password: str) -> str:
         """The proxy's URL with credentials in it."""
-        return f"http://{user}:{password}@127.0.0.1:{self.port}"
+        return self.url.replace("://", f"://{user}:{password}@")
 
     async def __aenter__(self) -> ForwardingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -230,12 +230,14 @@ class HttpLayer:
             # "auto" behind a SOCKS proxy: httpcore speaks SOCKS (with socksio), aiohttp not.
         if limits is not None:
             options["limits"] = limits
+        tls = None
         if verify is not True or cert is not None:
-            options["verify"] = ssl_context(lib, verify, cert, trust_env=trust_env)
+            tls = options["verify"] = ssl_context(lib, verify, cert, trust_env=trust_env)
         options["trust_env"] = trust_env
         if proxy is not None:
             ProxyMap(lib, proxy=proxy, trust_env=False)  # a bad URL: refused, redacted
-            options["proxy"] = proxy
+            # An https:// proxy is verified with ``verify`` too, as on the direct path.
+            options["proxy"] = lib.Proxy(url=proxy, ssl_context=tls)
         missing = None
         try:
             client = lib.AsyncClient(**options)
