@@ -282,15 +282,15 @@ class VortextClient:
         if http_client is not None:
             given = [
                 name
-                for name, value, default in (
-                    ("transport", transport, "auto"),
-                    ("limits", limits, None),
-                    ("proxy", proxy, None),
-                    ("verify", verify, True),
-                    ("cert", cert, None),
-                    ("trust_env", trust_env, True),
+                for name, differs in (
+                    ("transport", transport not in (None, "auto")),
+                    ("limits", limits is not None),
+                    ("proxy", proxy is not None),
+                    ("verify", verify is not True),
+                    ("cert", cert is not None),
+                    ("trust_env", trust_env is not True),
                 )
-                if value is not default and not (name == "transport" and value is None)
+                if differs
             ]
             if given:
                 raise ConfigurationError(f"give {'/'.join(given)} to your http_client, not here")

@@ -54,7 +54,7 @@ def client(transport: str, base_url: str, **options: Any) -> VortextClient:
     return VortextClient("acme", "s3cr3t", base_url=base_url, transport=transport, **options)  # type: ignore[arg-type]
 
 
-def carried_to(proxy: ForwardingProxy, server: FaultServer) -> list[str]:
+def carried_to(proxy: ForwardingProxy) -> list[str]:
     """What the proxy carried, as ``METHOD target``."""
     return [f"{c.method} {c.target}" for c in proxy.carried]
 
@@ -105,7 +105,7 @@ async def test_a_proxy_from_the_environment_carries_the_requests(
         async with client(transport, server.url) as vortext:
             await vortext.send_sms("+33611272727", "via the proxy")
             await vortext.get_sms("m-1")
-    assert carried_to(proxy, server) == [f"POST {server.url}/sms", f"GET {server.url}/sms/m-1"]
+    assert carried_to(proxy) == [f"POST {server.url}/sms", f"GET {server.url}/sms/m-1"]
     assert [r.method for r in server.requests] == ["POST", "GET"]
     assert server.requests[0].message == "via the proxy"
 
@@ -141,7 +141,7 @@ async def test_an_explicit_proxy_wins_over_the_environment(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # as in httpx: ignored once proxy= is given
         async with client(transport, server.url, proxy=proxy.url) as vortext:
             await vortext.send_sms("+33611272727", "via the proxy")
-    assert carried_to(proxy, server) == [f"POST {server.url}/sms"]
+    assert carried_to(proxy) == [f"POST {server.url}/sms"]
     assert server.processed_for("via the proxy") == 1
 
 
@@ -267,7 +267,7 @@ async def test_an_https_proxy_is_verified_with_verify(
         assert proxy.url.startswith("https://")
         async with client(transport, server.url, proxy=proxy.url, verify=trusted) as vortext:
             await vortext.send_sms("+33611272727", "via a TLS proxy")
-    assert carried_to(proxy, server) == [f"POST {server.url}/sms"]
+    assert carried_to(proxy) == [f"POST {server.url}/sms"]
     assert server.processed_for("via a TLS proxy") == 1
 
 

@@ -223,7 +223,6 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             self._tls = tls
             self._trust_env = trust_env
             self._proxies = proxies
-            self._routes: dict[tuple[str, str, int | None], tuple[Any, Any, Any]] = {}
             self._session: aiohttp.ClientSession | None = None
             self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 

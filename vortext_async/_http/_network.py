@@ -2,7 +2,10 @@
 
 ``VortextClient(proxy=..., verify=..., cert=..., trust_env=...)`` means what it means in
 httpx, on every transport.  This module turns those options into what a transport
-needs, using the chosen library's own code wherever it is public enough to reuse:
+needs with the chosen library's own code, so the rules are the library's: its public
+``create_ssl_context`` and ``Proxy``, and for the environment its private
+``_utils.get_environment_proxies`` and ``URLPattern`` (the very code its clients run;
+a rename upstream breaks ``trust_env`` here loudly, never silently):
 
 - TLS: :func:`ssl_context` builds one ``ssl.SSLContext`` with the library's
   ``create_ssl_context`` (certifi's CA bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``
@@ -178,11 +181,6 @@ class ProxyMap:
                 self._patterns.append(pattern)
                 self._routes[pattern] = None if url is None else _route(lib, url)
             self._patterns.sort()
-
-    @property
-    def empty(self) -> bool:
-        """True when no request goes through a proxy."""
-        return self.explicit is None and not any(self._routes.values())
 
     @property
     def any_socks(self) -> bool:
