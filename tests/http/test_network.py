@@ -239,6 +239,21 @@ async def test_an_unknown_ca_is_refused_as_a_failed_certificate_check(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_ssl_cert_file_is_read_from_the_environment_as_in_httpx(
+    transport: str, ca_bundle: Path, server_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify=True`` is httpx's: certifi's bundle, or ``SSL_CERT_FILE`` with trust_env."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_bundle))
+    async with FaultServer(tls=server_tls) as server:
+        async with client(transport, server.url) as vortext:
+            await vortext.send_sms("+33611272727", "trusted by the environment")
+        async with client(transport, server.url, trust_env=False) as vortext:
+            with pytest.raises(ConnectError, match="certificate verification failed"):
+                await vortext.send_sms("+33611272727", "not without it")
+    assert server.processed_for("trusted by the environment") == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_https_through_a_proxy_is_a_tunnel(
     transport: str, ca_bundle: Path, server_tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
