@@ -177,6 +177,17 @@ async def test_proxy_credentials_never_show_in_errors_logs_or_frames(
     assert leaks(error, secrets=(SECRET,), least_frames=3) == []
 
 
+def test_the_blocking_client_takes_the_network_options() -> None:
+    from vortext_async.sync import VortextClient as BlockingClient
+
+    proxy = f"http://robot:{SECRET}@127.0.0.1:3128"
+    with BlockingClient("acme", "s3cr3t", proxy=proxy, verify=False, trust_env=False) as blocking:
+        shown = f"{blocking!r} {vars(blocking)!r}"
+    assert SECRET not in shown
+    with pytest.raises(ConfigurationError, match="SOCKS"):
+        BlockingClient("acme", "s3cr3t", transport="aiohttp", proxy="socks5://127.0.0.1:1080")
+
+
 def test_a_bad_proxy_url_is_refused_without_its_credentials() -> None:
     with pytest.raises(ConfigurationError) as caught:
         VortextClient("acme", "s3cr3t", proxy=f"ftp://robot:{SECRET}@proxy.example:21")
