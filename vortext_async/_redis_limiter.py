@@ -58,7 +58,6 @@ from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -70,8 +69,9 @@ from ._errors import (
     WaitBudgetExceededError,
 )
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, WindowState
+from ._redact import redact_url
 
-__all__ = ["RedisRateLimiter", "redact_url"]
+__all__ = ["RedisRateLimiter"]
 
 logger = logging.getLogger("vortext_async.limiter")
 
@@ -196,18 +196,6 @@ if current >= until_ then return current end
 redis.call('SET', KEYS[1], until_, 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
 return until_
 """
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class _Unavailable(Exception):
