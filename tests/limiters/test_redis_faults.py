@@ -256,6 +256,69 @@ async def test_a_call_that_ran_after_we_gave_up_holds_no_phantom_token() -> None
         await probe.aclose()
 
 
+class HeldRelease(Recording):
+    """Once ``gate`` is set, holds the next release of calls given up, as a slow link would.
+
+    It goes on once another task wants to release too (the acquire waiting for
+    it) or once an acquire has been answered (that acquire did not wait).
+    """
+
+    gate: asyncio.Event | None = None
+    held: asyncio.Task[Any] | None = None
+
+    async def _release_given_up(self) -> None:
+        if self.gate and self.held is not None and asyncio.current_task() is not self.held:
+            self.gate.set()
+        await super()._release_given_up()
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        releasing = script == "settle" and len(keys) > len(self._keys)  # it sets tombstones
+        if releasing and self.gate is not None and not self.gate.is_set():
+            self.held = asyncio.current_task()
+            await self.gate.wait()
+        answer = await super()._call(script, keys, args)
+        if script == "acquire" and self.gate is not None:
+            self.gate.set()
+        return answer
+
+
+async def test_the_next_acquire_waits_for_a_release_already_out() -> None:
+    """The background release is out when the next send asks: the ask goes after it.
+
+    Sent at once on another connection, the ask would reach Redis first and find
+    the phantom token of the call given up: this send refused for 0.25 s.
+    """
+    with redis_server() as own:
+        probe = redis_asyncio.Redis.from_url(own.url, decode_responses=True)
+        window = "vortext:{acme}:w:1:250000"
+        limiter = HeldRelease(
+            RateLimit(windows=((1, 0.25),)),
+            own.url,
+            account="acme",
+            redis_timeout=0.2,
+            attempt_timeout=60.0,
+        )
+        async with limiter.acquire() as permit:  # connected, scripts loaded
+            permit.refund()
+        async with asyncio.timeout(HANG):
+            while await probe.zcard(window):  # until the refund is sent
+                await asyncio.sleep(0.01)
+        limiter.gate = asyncio.Event()
+        with own.frozen(), pytest.raises(LimiterUnavailableError):
+            async with asyncio.timeout(HANG):
+                await limiter.acquire(max_wait=2.0).__aenter__()
+        async with asyncio.timeout(HANG):
+            while not await probe.zcard(window):  # resumed, Redis runs the call given up
+                await asyncio.sleep(0.01)
+            assert limiter.held is not None  # its release is out, held
+            async with limiter.acquire(max_wait=0.1) as permit:
+                assert await probe.zrange(window, 0, -1) == [f"p:{limiter.calls[-1][1][0]}-1"]
+                permit.refund()
+        await limiter.aclose()
+        assert await probe.zcard(window) == 0
+        await probe.aclose()
+
+
 async def in_flight_elsewhere(probe: Any, window: str, width_us: int) -> None:
     """A token held by a send in flight in another process since 10 s."""
     seconds, micros = await probe.time()
