@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.edge_server import EdgeServer
+from tests.support.faults import EdgeServer
 from tests.support.redis_server import RedisServer, redis_server
 from vortext_async import (
     RateLimit,
@@ -76,7 +76,7 @@ async def test_a_token_is_held_by_attempt_timeout_and_back_w_after_the_cut_attem
             ) as client:
                 asked_at = await _server_time(probe)
                 send = asyncio.ensure_future(client.send_sms(PHONE, "drip"))
-                await asyncio.to_thread(server.wait_requests, 1)
+                await asyncio.to_thread(server.run, server.wait_requests(1))
                 seen_at = await _server_time(probe)
 
                 # In flight: recorded as back at acquire + attempt_timeout + W (the
