@@ -267,6 +267,10 @@ class HeldRelease(Recording):
     gate: asyncio.Event | None = None
     held: asyncio.Task[Any] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settled = asyncio.Event()  # a settle answered: its connection back in the pool
+
     async def _release_given_up(self) -> None:
         if self.gate and self.held is not None and asyncio.current_task() is not self.held:
             self.gate.set()
@@ -280,6 +284,8 @@ class HeldRelease(Recording):
         answer = await super()._call(script, keys, args)
         if script == "acquire" and self.gate is not None:
             self.gate.set()
+        if script == "settle" and not releasing:
+            self.settled.set()
         return answer
 
 
@@ -302,8 +308,7 @@ async def test_the_next_acquire_waits_for_a_release_already_out() -> None:
         async with limiter.acquire() as permit:  # connected, scripts loaded
             permit.refund()
         async with asyncio.timeout(HANG):
-            while await probe.zcard(window):  # until the refund is sent
-                await asyncio.sleep(0.01)
+            await limiter.settled.wait()  # so the next call finds a connection, and sends
         limiter.gate = asyncio.Event()
         with own.frozen(), pytest.raises(LimiterUnavailableError):
             async with asyncio.timeout(HANG):
