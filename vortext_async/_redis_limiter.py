@@ -533,6 +533,12 @@ class RedisRateLimiter:
         except TimeoutError:
             raise self._no_answer() from None
         except (RedisError, OSError) as e:  # ResponseError too: READONLY, NOPERM, OOM, MOVED...
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancellation redis-py lost on the way (it sends through
+                # asyncio.wait_for, which before Python 3.12 can swallow one): honour
+                # it, or the flusher would retry forever and aclose() never end.
+                raise asyncio.CancelledError from e
             raise _Unavailable(f"{type(e).__name__}: {e}") from e
 
     def _no_answer(self) -> _Unavailable:

@@ -124,7 +124,10 @@ async def test_an_acl_user_without_the_keys_gets_noperm_cleanly(
     try:
         limiter = limiter_on(server.url_for("limited", "s3cret"))
         await assert_clean_error_answer(limiter, unretrieved, "NoPermissionError|NOPERM")
-        errors = await every_waiter_fails(limiter_on(server.url_for("limited", "s3cret")), 1)
+        # Closed before the user goes: else its flusher retries the release forever.
+        another = limiter_on(server.url_for("limited", "s3cret"))
+        errors = await every_waiter_fails(another, 1)
+        await another.aclose()
         assert "s3cret" not in str(errors[0])
     finally:
         await probe.execute_command("ACL", "DELUSER", "limited")
@@ -206,6 +209,31 @@ async def test_a_stopped_redis_ends_a_wait_at_its_max_wait() -> None:
                     await lenient.acquire(max_wait=0.1).__aenter__()
         for limiter in (strict, lenient):
             await limiter.aclose()
+
+
+async def test_a_cancellation_redis_py_loses_is_still_a_cancellation(server: RedisServer) -> None:
+    """redis-py sends through ``asyncio.wait_for``, which before Python 3.12 may swallow a
+    cancellation and go on to fail: the call must end cancelled, not "unavailable"
+    (the flusher retries on unavailable: cancelled so, it never ended)."""
+    limiter = limiter_on(server.url)
+    waiting = asyncio.Event()
+
+    async def loses_the_cancel(**_: Any) -> None:
+        waiting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # as wait_for can: the cancel is gone, an error follows
+            raise redis_asyncio.ConnectionError("Connection closed by server.") from None
+
+    limiter._connect()
+    limiter._scripts["pause"] = loses_the_cancel
+    pausing = asyncio.create_task(limiter.pause(1.0))
+    async with asyncio.timeout(HANG):
+        await waiting.wait()
+    pausing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pausing
+    await limiter.aclose()
 
 
 class Recording(RedisRateLimiter):
