@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import platform
-import re
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
@@ -61,6 +60,7 @@ from ._limiter import Limiter, RateLimit, RateLimiter
 from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
 from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
+from ._redact import redact_url
 from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
 from ._telemetry import telemetry
 from ._validation import check_sms
@@ -390,6 +390,11 @@ class VortextClient:
         return self._http.client
 
     @property
+    def clock(self) -> Clock:
+        """The clock of the limiter and the retries (and of a bulk job's patience)."""
+        return self._clock
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`aclose` has started: new sends are refused."""
         return self._closing
@@ -487,6 +492,7 @@ class VortextClient:
         on_progress: Callable[[BulkProgress], object] | None = None,
         grace: float = 10.0,
         max_wait: float | None = None,
+        rate_limit_patience: float = 7200.0,
     ) -> BulkJob:
         """Send many messages at the account's pace; see :func:`vortext_async.send_bulk`.
 
@@ -508,6 +514,11 @@ class VortextClient:
             grace: seconds the sends in flight get when the job is stopped.
             max_wait: each send's wait budget for the rate limiter (None: as long as the
                 pace needs, whatever the client's default).
+            rate_limit_patience: seconds the job keeps sending again the messages the
+                server refused for its rate limit (429) while it accepts none of them;
+                past that, counting the server's ``Retry-After``, the job gives up on
+                the account and the messages left fail unsent (0: a refusal is final,
+                once the retry policy gives up).
         """
         return send_bulk(
             self,
@@ -521,6 +532,7 @@ class VortextClient:
             on_progress=on_progress,
             grace=grace,
             max_wait=max_wait,
+            rate_limit_patience=rate_limit_patience,
         )
 
     async def aclose(self, *, grace: float | None = None) -> None:
@@ -866,32 +878,22 @@ def _basic_auth(username: str, password: str) -> SecretStr:
     return SecretStr("Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
 
 
-_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")
-
-
-def _redact_url(url: str) -> str:
-    """``url`` with everything between its scheme and its last ``@`` hidden.
-
-    With no ``//``, as in ``user:password@host``, a URL parser takes ``user`` for the
-    scheme and the password for the path: so all that precedes the ``@`` goes.
-    """
-    if "@" not in url:
-        return url
-    scheme = _SCHEME.match(url)
-    return f"{scheme.group() if scheme else ''}***@{url.rpartition('@')[2]}"
-
-
 def _check_base_url(url: str) -> str:
     parts = urlsplit(url)
     if "@" in url and (parts.username or parts.password or not parts.netloc):
         raise ConfigurationError(
-            f"base_url must not contain credentials, not {_redact_url(url)!r}; "
+            f"base_url must not contain credentials, not {redact_url(url)!r}; "
             "pass username= and password="
+        )
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ConfigurationError(
+            f"base_url must not have a query or a fragment, not {redact_url(url)!r}: "
+            "the API's paths are appended to it"
         )
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigurationError(
             f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, "
-            f"not {_redact_url(url)!r}"
+            f"not {redact_url(url)!r}"
         )
     return url.rstrip("/")
 

@@ -33,7 +33,7 @@ the package, and nothing here ever holds a credential::
 
     InputFormatError (ValueError)     a bulk input file that cannot be read at all
 
-Every send ends in one of three ways (see "Delivery guarantees" in the README):
+Every send ends in one of three ways (see "Delivery guarantees" in the documentation):
 it returns a :class:`SentSms` (sent), raises :class:`UncertainSendError`
 (perhaps sent: never resent by default), or raises any other :class:`VortextError`
 (certainly not sent: :attr:`VortextError.certainly_not_sent` is true for those).

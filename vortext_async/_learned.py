@@ -102,7 +102,8 @@ class LearnedRateLimiter:
         self._span = 0  # ns: the learning span, and the AIMD period
         self._learning_until = 0  # refusals until then teach the first rate
         self._first_refusal = 0
-        self._last_change = 0
+        self._last_change = 0  # the last change of the rate, either way
+        self._last_decrease = 0  # the last decrease (or the first lesson)
         self._suggested: RateLimit | None = None
         self._next_at = 0  # the earliest instant of the next grant
         self._paused_until = 0
@@ -152,8 +153,11 @@ class LearnedRateLimiter:
         elif self._lesson_pending and now <= self._learning_until:  # one burst, one lesson
             self._span = max(self._span, span)
             self._learning_until = self._paused_until
-        elif self._interval and now - self._last_change >= self._span:
+        elif self._interval and now - self._last_decrease >= self._span:
+            # Once per span: one burst of refusals is one decrease.  An increase just
+            # before does not defer it (the increase is what overshot).
             self._set_rate(self._rate * DECREASE, now)
+            self._last_decrease = now
         if self._queue:
             self._arm()
 
@@ -306,6 +310,7 @@ class LearnedRateLimiter:
         learned = accepted / seconds
         self._step = INCREASE * learned
         self._set_rate(learned * self.margin, now)
+        self._last_decrease = now
         logger.warning(
             "no rate_limit configured: the server refused %d of %d sends; pacing at "
             "%.3g sends per second from now on. Configure the account's caps, e.g. "

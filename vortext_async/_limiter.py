@@ -1,6 +1,6 @@
 """The rate limiter every send goes through: tokens that come back W after settling.
 
-The rule (see "Rate limits" in the README): each window of N sends per W seconds
+The rule (see "Rate limits" in the documentation): each window of N sends per W seconds
 has N tokens.  A send takes one token from every window just before its request
 is handed to the transport, and each token comes back exactly W after the attempt
 *settles* (its answer arrived, it failed, or it was cancelled).  The server counts

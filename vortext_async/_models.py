@@ -122,7 +122,7 @@ class PushResponse:
 
 
 class Outcome(enum.Enum):
-    """How a send ended (see "Delivery guarantees" in the README)."""
+    """How a send ended (see "Delivery guarantees" in the documentation)."""
 
     SENT = "sent"
     """The server accepted the SMS and gave its message id."""

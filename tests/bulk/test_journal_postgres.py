@@ -42,8 +42,9 @@ pytestmark = [
 
 psycopg = pytest.importorskip("psycopg", reason="the 'postgres' extra (psycopg) is not installed")
 
-from vortext_async._bulk._journal_postgres import PostgresJournal, redact_url  # noqa: E402
+from vortext_async._bulk._journal_postgres import PostgresJournal  # noqa: E402
 from vortext_async.emulator import Emulator, serve_emulator  # noqa: E402
+from vortext_async.testing import VirtualClock, emulator_client  # noqa: E402
 
 CHILD = Path(__file__).parents[1] / "support" / "journal_child.py"
 FP = fingerprint("+33611272727", "hello")
@@ -115,9 +116,6 @@ async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> 
         await journal.open()
     assert "s3cret" not in str(caught.value)
     assert caught.value.journal == "postgresql://u:***@127.0.0.1:1/db"
-    assert redact_url("postgresql://h/db?password=x&sslmode=require") == (
-        "postgresql://h/db?password=%2A%2A%2A&sslmode=require"
-    )
 
 
 async def test_a_claim_is_committed_with_host_and_pid_before_it_returns(url: str) -> None:
@@ -470,3 +468,24 @@ async def test_postgres_stopped_mid_run_stops_the_job_and_a_rerun_finishes() -> 
         # Those the stopped host had in flight went out, but their results could not
         # be recorded: the rerun says UNCERTAIN for them, and does not resend them.
         assert sent <= len(emulator.messages()) <= sent + uncertain
+
+
+async def test_messages_refused_for_the_rate_limit_are_resent_once_and_recorded_once(
+    url: str,
+) -> None:
+    # A client without caps against 20 sends a minute: the first wave's refusals wait
+    # for the learned pace and go again, their rows 'attempting' until sent.
+    clock = VirtualClock()
+    emulator = Emulator(
+        users={"demo": "demo"}, windows=[(20, 60.0)], count_delay=0.03, seed=5, clock=clock
+    )
+    messages = [Sms(f"+336100{n:05d}", f"message {n}") for n in range(100)]
+    async with emulator_client(emulator, clock=clock) as client:
+        results = [r async for r in client.send_bulk(messages, concurrency=64, journal=url)]
+    assert emulator.stats.refused > 0
+    assert all(r.outcome is Outcome.SENT for r in results)
+    assert len(results) == emulator.stats.accepted == 100
+    assert emulator.duplicates() == {}
+    assert query(url, "SELECT state, count(*) FROM vortext_messages GROUP BY state") == [
+        ("sent", 100)
+    ]

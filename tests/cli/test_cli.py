@@ -353,6 +353,39 @@ def test_bulk_with_a_journal_resumes_without_resending(served: Served, tmp_path:
     assert served.emulator.duplicates() == {}
 
 
+def test_bulk_gives_up_on_an_account_refusing_longer_than_its_patience(tmp_path: Path) -> None:
+    # Two sends an hour: the third is refused with Retry-After of about an hour, past
+    # a patience of a minute, so the job gives up: the rest fail unsent, at once.
+    emulator = Emulator(users={"alice": PASSWORD}, windows=[(2, 3600.0)], seed=1)
+    report = tmp_path / "report.csv"
+    with Served(emulator) as served:
+        result = invoke(
+            served,
+            "bulk",
+            str(write_csv(tmp_path / "in.csv", numbered(5))),
+            "--concurrency",
+            "1",
+            "--rate-limit-patience",
+            "60",
+            "--report",
+            str(report),
+        )
+    assert result.exit_code == 1, result.output
+    assert (emulator.stats.accepted, emulator.stats.refused) == (2, 1)  # nothing more sent
+    with report.open() as lines:
+        errors = [row["error"] for row in csv.DictReader(lines) if row["outcome"] == "failed"]
+    assert len(errors) == 3
+    assert "429" in errors[0]
+    assert all("rate_limit_patience of 60 s" in error for error in errors[1:])
+
+
+def test_bulk_refuses_a_negative_patience(served: Served, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "in.csv", numbered(1))
+    result = invoke(served, "bulk", str(path), "--rate-limit-patience", "-1")
+    assert result.exit_code == 2
+    assert served.emulator.stats.requests == 0
+
+
 def test_bulk_refuses_a_file_it_cannot_read(served: Served, tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("phone,text\n+33611272727,hi\n")

@@ -171,3 +171,30 @@ async def test_a_cancelled_waiter_is_not_counted_as_queued() -> None:
     await asyncio.gather(waiters[0], waiters[2])
     assert limiter.state().queued == 0
     await limiter.aclose()
+
+
+async def test_a_refusal_soon_after_an_increase_still_decreases_the_pace() -> None:
+    # The increase is what overshot the cap: the refusal that follows must cut the pace,
+    # or the pace keeps climbing past the cap and is refused once a span.
+    clock = VirtualClock()
+    limiter = LearnedRateLimiter(clock=clock)
+    for _ in range(20):
+        async with limiter.acquire():
+            pass
+    for _ in range(10):
+        await limiter.pause(2.0)
+    async with limiter.acquire():
+        pass
+    learned = limiter.rate
+    assert learned is not None
+    await clock.sleep(2.5)  # a quiet span: additive increase
+    async with limiter.acquire():
+        pass
+    increased = limiter.rate
+    assert increased == pytest.approx(learned + 0.02 * 10 / 2.0)
+    await clock.sleep(0.5)  # within the span of that increase
+    await limiter.pause(0.0)
+    assert limiter.rate == pytest.approx(0.8 * increased)
+    await limiter.pause(0.0)  # the same burst of refusals: one decrease
+    assert limiter.rate == pytest.approx(0.8 * increased)
+    await limiter.aclose()

@@ -147,3 +147,7 @@ def test_the_blocking_send_bulk_takes_the_asyncio_send_bulks_arguments() -> None
     asyncio_bulk = inspect.signature(VortextClient.send_bulk).parameters
     assert list(inspect.signature(SyncClient.send_bulk).parameters) == list(asyncio_bulk)
     assert list(asyncio_bulk)[1:] == list(inspect.signature(vortext_async.send_bulk).parameters)[1:]
+    function_bulk = inspect.signature(vortext_async.send_bulk).parameters
+    for name in list(asyncio_bulk)[2:]:  # the options: same defaults, same types
+        assert asyncio_bulk[name].default == function_bulk[name].default, name
+        assert asyncio_bulk[name].annotation == function_bulk[name].annotation, name

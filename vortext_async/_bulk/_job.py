@@ -6,6 +6,13 @@ is free), keeps at most ``concurrency`` sends in flight and yields a
 client's public :meth:`~vortext_async.VortextClient.send`: the client's limiter sets
 the pace and its retry policy decides what is tried again.
 
+A message the server refused for its rate limit (a 429: certainly not sent) is not a
+final FAILED: it waits for the client's limiter again (which paused, and learned from
+the refusal) and is sent again, until the account has refused every send of the job
+for ``rate_limit_patience`` seconds; then the job gives up on it, and the messages
+left fail unsent.  A resent message's journal row stays ``attempting`` meanwhile
+(nothing of it went out): settled once, when its last send ends.
+
 With a journal (:mod:`vortext_async._bulk._journal`: a SQLite file, or a PostgreSQL
 database shared by several hosts) each message is recorded as ``attempting``
 (committed) before its request can go out, then as ``sent``, ``failed`` or
@@ -21,6 +28,7 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import os
 import time
 import types
@@ -29,10 +37,12 @@ from typing import Any, Final, Protocol
 
 import attrs
 
+from vortext_async._clock import Clock
 from vortext_async._errors import (
     ClientClosedError,
     InvalidRequestError,
     JournalError,
+    RateLimitedError,
     UncertainSendError,
     VortextError,
 )
@@ -46,6 +56,8 @@ __all__ = ["BulkJob", "BulkProgress", "BulkSummary", "Sender", "send_bulk"]
 
 logger = logging.getLogger("vortext_async.bulk")
 
+_NS: Final = 1_000_000_000
+
 
 class Sender(Protocol):
     """What a bulk job needs of a client: :meth:`~vortext_async.VortextClient.send`.
@@ -53,6 +65,11 @@ class Sender(Protocol):
     Bulk types against this rather than the client, so the client may compose bulk
     (``client.send_bulk``) without an import cycle.
     """
+
+    @property
+    def clock(self) -> Clock:
+        """The clock of the client's limiter: the job's patience is measured on it."""
+        ...
 
     async def send(
         self,
@@ -128,6 +145,7 @@ def send_bulk(
     on_progress: Callable[[BulkProgress], object] | None = None,
     grace: float = 10.0,
     max_wait: float | None = None,
+    rate_limit_patience: float = 7200.0,
 ) -> BulkJob:
     """Send ``messages`` through ``client``; iterate the job for one result per message.
 
@@ -137,8 +155,8 @@ def send_bulk(
     caller who is behind: reading is never more than ``2 * concurrency`` messages ahead.
 
     ``journal``: a SQLite file recording each message, or a ``postgresql://`` URL
-    (extra ``postgres``) whose journal several hosts share (see the README, "Bulk
-    sends").  A SQLite journal is held by one job at a time
+    (extra ``postgres``) whose journal several hosts share (see "Bulk jobs and
+    journals" in the documentation).  A SQLite journal is held by one job at a time
     (:class:`~vortext_async.JournalBusyError` otherwise, before anything is sent).
     ``job`` names the job within the journal: keys are unique per job.
     A message's key is its :attr:`Sms.key`, else its position in the input, so a
@@ -159,6 +177,18 @@ def send_bulk(
     again by a rerun) and gives sends in flight ``grace`` seconds; those still
     unanswered are UNCERTAIN.  ``max_wait`` is each send's wait budget for the rate limiter (None:
     wait as long as the pace needs, whatever the client's default).
+
+    A message the server refused for its rate limit (429, certainly not sent) once the
+    client's retry policy gave up is not reported FAILED: it is sent again when the
+    client's limiter lets it (the refusal paused it, and a client without caps learns
+    the account's pace from it).  ``rate_limit_patience`` bounds that: once the
+    account has refused every send of the job for that many seconds (counted from
+    the first refusal since it last accepted one, plus the ``Retry-After`` it asks
+    for), the job gives up on the account: that refusal is its message's result, and
+    every message left, waiting for its turn or not read yet, is FAILED at once
+    without being sent (unclaimed in the journal: a rerun sends it).  The default,
+    two hours, is twice the longest cap the API documents (per hour); 0 makes a
+    refusal final, as for a single send.  A refusal while the job stops is final.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequestError("concurrency", concurrency, "must be an integer >= 1")
@@ -166,6 +196,14 @@ def send_bulk(
         raise InvalidRequestError("grace", grace, "must be >= 0 seconds")
     if max_wait is not None and not max_wait >= 0:
         raise InvalidRequestError("max_wait", max_wait, "must be >= 0 seconds or None")
+    if (
+        isinstance(rate_limit_patience, bool)
+        or not isinstance(rate_limit_patience, int | float)
+        or not rate_limit_patience >= 0
+    ):
+        raise InvalidRequestError(
+            "rate_limit_patience", rate_limit_patience, "must be a number of seconds >= 0"
+        )
     if isinstance(messages, (str, bytes)) or not (isinstance(messages, (AsyncIterable, Iterable))):
         raise InvalidRequestError(
             "messages", type(messages).__name__, "must be an iterable or async iterable of Sms"
@@ -186,6 +224,7 @@ def send_bulk(
         on_progress=on_progress,
         grace=float(grace),
         max_wait=max_wait,
+        rate_limit_patience=float(rate_limit_patience),
     )
 
 
@@ -214,6 +253,7 @@ class BulkJob:
         on_progress: Callable[[BulkProgress], object] | None,
         grace: float,
         max_wait: float | None,
+        rate_limit_patience: float,
     ) -> None:
         self._client = client
         self._messages = messages
@@ -222,6 +262,16 @@ class BulkJob:
         self._on_progress = on_progress
         self._grace = grace
         self._max_wait = max_wait
+        self._patience_ns = (
+            round(rate_limit_patience * _NS) if math.isfinite(rate_limit_patience) else None
+        )
+        # The instant (client's clock) of the first refusal for the rate limit since the
+        # account last accepted a send of this job; None: no refusal since.
+        self._refused_since: int | None = None
+        self._patience = rate_limit_patience
+        # Why every message left fails unsent, once the job gave up on the account.
+        self._gave_up: str | None = None
+        self._cut: set[asyncio.Task[Any]] = set()  # waiting sends the give-up stopped
 
         self._sync_input: Iterator[Any] | None = None
         self._async_input: AsyncIterator[Any] | None = None
@@ -526,6 +576,10 @@ class BulkJob:
                 journal.unclaim(key, claim.previous)
             stopped = VortextError("the bulk job stopped before this message was sent")
             return SendResult(sms, Outcome.FAILED, error=stopped)
+        if self._gave_up is not None:  # the account refuses everything: not sent
+            if journal is not None and claim is not None:
+                journal.unclaim(key, claim.previous)
+            return SendResult(sms, Outcome.FAILED, error=VortextError(self._gave_up))
 
         # Until the client hands the request over, stopping the job loses nothing.
         worker = asyncio.current_task()
@@ -537,37 +591,56 @@ class BulkJob:
             handed_over = True
             waiting.discard(worker)
 
-        waiting.add(worker)
-        try:
+        while True:
+            # Sent again after a 429 (certainly not sent): until this send is handed
+            # over, nothing of the message went out, as before its first send.
+            handed_over = False
+            waiting.add(worker)
             try:
-                sent = await self._client.send(
-                    sms, max_wait=self._max_wait, on_handover=mark_handed_over
-                )
-            finally:
-                waiting.discard(worker)
-        except asyncio.CancelledError:
-            if handed_over:
-                result = _uncertain(sms, "the bulk job stopped before the server answered")
-                if journal is not None:
-                    journal.settle_nowait(key, "uncertain", reason=str(result.error))
-            else:  # still waiting for its turn: nothing went out, a rerun sends it
-                stopped = VortextError("the bulk job stopped before this message was sent")
-                result = SendResult(sms, Outcome.FAILED, error=stopped)
-                if journal is not None and claim is not None:
-                    journal.unclaim(key, claim.previous)
-            self._emit(result)
-            raise
-        except UncertainSendError as error:
-            result = SendResult(sms, Outcome.UNCERTAIN, error=error)
-        except Exception as error:  # anything not ours: we cannot know how far it went
-            if outcome_of(error) is Outcome.FAILED:
-                result = SendResult(sms, Outcome.FAILED, error=error)
-                if isinstance(error, ClientClosedError):
-                    self._fail(error)
+                try:
+                    sent = await self._client.send(
+                        sms, max_wait=self._max_wait, on_handover=mark_handed_over
+                    )
+                finally:
+                    waiting.discard(worker)
+            except asyncio.CancelledError:
+                if worker in self._cut and not handed_over:
+                    self._cut.discard(worker)
+                    if worker is not None and worker.uncancel() == 0:
+                        # Only the give-up cut it, while it waited for its turn: not
+                        # sent; the worker goes on (with the next messages, unsent too).
+                        if journal is not None and claim is not None:
+                            journal.unclaim(key, claim.previous)
+                        assert self._gave_up is not None
+                        return SendResult(sms, Outcome.FAILED, error=VortextError(self._gave_up))
+                if handed_over:
+                    result = _uncertain(sms, "the bulk job stopped before the server answered")
+                    if journal is not None:
+                        journal.settle_nowait(key, "uncertain", reason=str(result.error))
+                else:  # still waiting for its turn: nothing went out, a rerun sends it
+                    stopped = VortextError("the bulk job stopped before this message was sent")
+                    result = SendResult(sms, Outcome.FAILED, error=stopped)
+                    if journal is not None and claim is not None:
+                        journal.unclaim(key, claim.previous)
+                self._emit(result)
+                raise
+            except UncertainSendError as error:
+                result = SendResult(sms, Outcome.UNCERTAIN, error=error)
+            except Exception as error:  # anything not ours: we cannot know how far it went
+                if self._send_again(error):
+                    continue  # its journal row stays 'attempting': it is being sent
+                if outcome_of(error) is Outcome.FAILED:
+                    result = SendResult(sms, Outcome.FAILED, error=error)
+                    if isinstance(error, ClientClosedError):
+                        self._fail(error)
+                else:
+                    result = SendResult(
+                        sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error)
+                    )
             else:
-                result = SendResult(sms, Outcome.UNCERTAIN, error=UncertainSendError(sms, error))
-        else:
-            result = SendResult(sms, Outcome.SENT, sent=sent)
+                result = SendResult(sms, Outcome.SENT, sent=sent)
+                self._refused_since = None  # the account takes sends again
+            break
 
         if journal is None:
             return result
@@ -578,6 +651,61 @@ class BulkJob:
             functools.partial(self._settled, journal, result)
         )
         return None
+
+    def _send_again(self, error: Exception) -> bool:
+        """Whether a message refused with ``error`` waits for the limiter and goes again.
+
+        Only a refusal for the rate limit (429: certainly not sent, and the account
+        takes it later), while the job runs and within its patience: the account has
+        refused every send of the job for less than ``rate_limit_patience``, counting
+        the wait the server asks (``Retry-After``).
+        """
+        if (
+            not isinstance(error, RateLimitedError)
+            or self._patience_ns == 0
+            or self._stop_requested
+            or self._error is not None
+            or self._gave_up is not None
+        ):
+            return False
+        now = self._client.clock.now_ns()
+        if self._refused_since is None:
+            self._refused_since = now
+        if self._patience_ns is None:  # infinite patience
+            return True
+        asked = error.retry_after if error.retry_after is not None else 0.0
+        refused_for = now - self._refused_since
+        if 0 <= asked < math.inf and refused_for + round(asked * _NS) < self._patience_ns:
+            return True
+        self._give_up(refused_for / _NS, asked)
+        return False
+
+    def _give_up(self, refused_for: float, asked: float) -> None:
+        """The account refused the job's sends for its whole patience: stop sending.
+
+        Every message left (those waiting for their turn, and those not read yet) is
+        FAILED at once without being sent, and left unclaimed in the journal: a rerun
+        sends it.  Sending them one by one would cost each a pause of the limiter.
+        """
+        more = f" and asked for {asked:g} s more" if asked else ""
+        self._gave_up = (
+            f"not sent: the account refused this bulk job's sends for {refused_for:.0f} s"
+            f"{more}, beyond its rate_limit_patience of {self._patience:g} s; the job "
+            "gave up on the account (a rerun sends this message)"
+        )
+        logger.warning(
+            "the account refused every send of the bulk job for %.0f s%s, beyond "
+            "rate_limit_patience=%g s: the messages left fail without being sent",
+            refused_for,
+            more,
+            self._patience,
+            extra={"vortext_refused_for": refused_for, "vortext_patience": self._patience},
+        )
+        current = asyncio.current_task()
+        for task in self._waiting_for_turn:
+            if task is not None and task is not current:
+                self._cut.add(task)
+                task.cancel()
 
     def _settled(
         self, journal: JournalBackend, result: SendResult, done: asyncio.Future[None]

@@ -230,6 +230,16 @@ def bulk(
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds Ctrl-C lets sends in flight finish.")
     ] = 10.0,
+    rate_limit_patience: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="A message refused for the rate limit (429) waits and is sent again, "
+            "until the account has refused every send for this long; then the messages "
+            "left fail unsent (0: a refusal is final).",
+        ),
+    ] = 7200.0,
     report: Annotated[
         Path | None,
         typer.Option(help="Write one CSV line per message: key, outcome, message id, error."),
@@ -323,6 +333,7 @@ def bulk(
         journal=journal,
         job=job if job is not None else default_job(file),
         grace=grace,
+        rate_limit_patience=rate_limit_patience,
         report=report,
         resend_uncertain=resend_uncertain,
         replace_changed=replace_changed,

@@ -60,6 +60,8 @@ from ._progress import Counts, JobProgress, rate_text
 class _BulkOptions:
     concurrency: int
     grace: float
+    rate_limit_patience: float = 7200.0
+    """Seconds the job resends messages refused for the rate limit (see ``send_bulk``)."""
     journal: str | None = None
     job: str = "default"
     report: Path | None = None
@@ -229,6 +231,7 @@ async def _bulk_job(
             journal=options.journal,
             job=options.job,
             grace=options.grace,
+            rate_limit_patience=options.rate_limit_patience,
             resend_uncertain=options.resend_uncertain,
             replace_changed=options.replace_changed,
         )

@@ -1,22 +1,12 @@
-"""PUSH replies: read them (:func:`parse_push`) and receive them (:class:`PushReceiver`).
+"""The PUSH parser and receiver behind :mod:`vortext_async.webhooks` (its docstring is the guide).
 
-When a recipient answers an SMS, Vortext POSTs ``{"response": {"content",
-"answeredAt"}, "message": {...the SMS...}}`` to your URL, with no authentication.
-:class:`PushReceiver` is a plain ASGI application (no framework needed) that checks
-the request, reads the body as a :class:`PushResponse` and hands it to your handler::
-
-    from fastapi import FastAPI
-    from vortext_async.webhooks import PushReceiver, PushResponse
-
-    async def on_reply(push: PushResponse) -> None:
-        print(push.message.metadata, push.response.content)
-
-    app = FastAPI()
-    app.mount("/vortext/push", PushReceiver(on_reply, path_token="<secret, see below>"))
-
-Since anyone can POST to a URL, protect it: an unguessable ``path_token`` (see
-:func:`new_path_token`), and ``allowed_networks`` when the sender's addresses are
-known.  ``X-Forwarded-For`` is believed only from the proxies in ``trusted_proxies``.
+How it is built: :func:`parse_push` is the one place a body becomes a
+:class:`PushResponse` (the converter's strict and lenient fields, errors that name the
+field); :class:`PushReceiver` is a bare ASGI callable, so it mounts under any
+framework, and keeps every answer it can give as a constant ``_Answer``.  A request
+is checked cheapest first (source, path, method, content type, size) and its body read
+only up to ``max_body_size``; the source filter lives in ``_net`` and the duplicate
+window in ``_dedupe``, each with one job.
 """
 
 from __future__ import annotations
