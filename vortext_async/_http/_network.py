@@ -27,6 +27,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
 from vortext_async._errors import ConfigurationError
+from vortext_async._redact import redact_url
 
 from ._secret import SecretStr
 
@@ -43,7 +44,6 @@ __all__ = [
     "ProxyRoute",
     "ProxyUrl",
     "Verify",
-    "redact_url",
     "ssl_context",
 ]
 
@@ -60,17 +60,6 @@ ProxyUrl: TypeAlias = Union[str, "httpx.URL", "httpx2.URL"]
 
 SOCKS_SCHEMES = frozenset({"socks5", "socks5h"})
 """Proxy schemes only httpcore speaks (with ``socksio`` installed)."""
-
-
-def redact_url(url: object) -> str:
-    """``url`` as text with anything before its host's ``@`` hidden."""
-    text = str(url)
-    if "@" not in text:
-        return text
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return "***@" + text.rpartition("@")[2]
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def ssl_context(
@@ -137,7 +126,7 @@ def _route(lib: ModuleType, url: ProxyUrl) -> ProxyRoute:
     except (ValueError, TypeError) as error:
         reason = type(error).__name__  # its text and frames hold the URL: left behind
     if reason is not None:
-        shown = redact_url(url)
+        shown = redact_url(str(url))
         raise ConfigurationError(
             f"proxy={shown!r} is not a proxy URL (http://, https:// or socks5://): {reason}"
         )
