@@ -34,10 +34,10 @@ __all__ = [
     "show_phone_numbers",
 ]
 
-#: The environment variable that turns on a stderr handler: ``debug``, ``info``, ``warning``.
 ENV_LOG: Final = "VORTEXT_LOG"
-#: Set to ``1`` to log phone numbers in full (default: masked to the last 4 digits).
+"""The environment variable that turns on a stderr handler: ``debug``, ``info``, ``warning``."""
 ENV_LOG_PHONE_NUMBERS: Final = "VORTEXT_LOG_PHONE_NUMBERS"
+"""Set to ``1`` to log phone numbers in full (default: masked to the last 4 digits)."""
 
 _ROOT: Final = "vortext_async"
 _LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}

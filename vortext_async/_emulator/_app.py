@@ -128,22 +128,29 @@ _COUNTERS = (
 class Emulator:
     """An ASGI app that emulates the Vortext SMS API for tests, demos and benchmarks.
 
-    - ``users``: username to password for Basic auth; each user is one account.
-    - ``windows``: the account caps, ``(max_sends, seconds)`` pairs, enforced as
-      rolling windows; ``count_delay``: each send is counted at a random instant up
-      to that many seconds after it arrived (a server that counts late);
-      ``enforce=False`` accepts every send and only counts violations.
-    - faults: ``latency`` (seconds, or a ``(low, high)`` range) before each answer;
-      ``error_rate`` the share of requests answered with one of ``error_statuses``;
-      ``drop_rate`` the share whose connection is dropped after the request was read
-      and processed (only when served by :func:`serve_emulator`'s built-in server).
-    - replies: ``push_url`` receives PUSH bodies from :meth:`reply`, and
-      automatically for a ``reply_rate`` share of accepted sends, ``reply_delay``
-      seconds after they were accepted, with ``reply_content``.
-    - ``max_stored``: the store keeps the latest sends only (bounded memory).
-    - ``seed``: makes message ids, faults and counting delays reproducible;
-      ``clock``: an object with ``now_ns()`` and ``async sleep(seconds)`` (virtual
-      time in tests).
+    Args:
+        users: username to password for Basic auth; each user is one account.
+        windows: the account caps, ``(max_sends, seconds)`` pairs, enforced as rolling
+            windows.
+        count_delay: each send is counted at a random instant up to that many seconds
+            after it arrived (a server that counts late).
+        enforce: False accepts every send and only counts violations.
+        latency: seconds, or a ``(low, high)`` range, waited before each answer.
+        error_rate: the share of requests answered with one of ``error_statuses``.
+        error_statuses: the 5xx codes ``error_rate`` picks from.
+        drop_rate: the share of requests whose connection is dropped after the request
+            was read and processed (only when served by :func:`serve_emulator`'s
+            built-in server).
+        push_url: receives PUSH bodies from :meth:`reply`, and automatically for a
+            ``reply_rate`` share of accepted sends.
+        reply_rate: the share of accepted sends answered automatically.
+        reply_content: the text of those automatic replies.
+        reply_delay: seconds after the send was accepted before its automatic reply.
+        max_stored: the store keeps the latest sends only (bounded memory).
+        max_body: the largest request body read, in bytes; a larger one is answered 413.
+        seed: makes message ids, faults and counting delays reproducible.
+        clock: an object with ``now_ns()`` and ``async sleep(seconds)`` (virtual time in
+            tests).
 
     The fault and reply settings are plain attributes a test may change between
     requests.  The emulator is safe to share between concurrent requests and to
