@@ -87,8 +87,19 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import FrameType
 from typing import Annotated, Any, Unpack
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+try:
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.responses import JSONResponse
+except ImportError as _error:
+    if (_error.name or "").partition(".")[0] not in {"fastapi", "starlette", "pydantic"}:
+        raise
+    # A module cannot fail "at construction": its import is the first use, so the
+    # clear error is an ImportError naming the pip line (as `vortext` does for `cli`).
+    raise ModuleNotFoundError(
+        f"vortext_async.fastapi needs the 'fastapi' extra ({_error.name} is not installed): "
+        "pip install 'vortext-async[fastapi]'",
+        name=_error.name,
+    ) from _error
 
 from . import (
     ClientClosedError,
