@@ -405,19 +405,13 @@ class VortextClient:
             raise ClientClosedError("the client is closed; no new sends are accepted")
         if self._loop is not asyncio.get_running_loop():
             self._bind_loop()
+        start = self._clock.now_ns() if self._telemetry is not None else 0
         try:
-            check_sms(
-                sms,
-                strict_numbers=self.strict_phone_numbers,
-                max_message_length=self.max_message_length,
-            )
-            body = encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
-        except InvalidRequestError:
+            body = self._encode(sms)
+        except InvalidRequestError as error:
+            if self._telemetry is not None:  # a send too, if a short one: counted
+                self._telemetry.refused(error, start)
             raise
-        except Exception as error:  # whatever it was, nothing went out: never uncertain
-            raise InvalidRequestError(
-                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
-            ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
         if self._telemetry is None:
@@ -425,6 +419,22 @@ class VortextClient:
         return await self._telemetry.send(
             functools.partial(self._send_tries, sms, body, wait_budget, policy), on_handover
         )
+
+    def _encode(self, sms: Sms) -> bytes:
+        """The body of ``sms``, or :class:`InvalidRequestError` (nothing went out)."""
+        try:
+            check_sms(
+                sms,
+                strict_numbers=self.strict_phone_numbers,
+                max_message_length=self.max_message_length,
+            )
+            return encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
+        except InvalidRequestError:
+            raise
+        except Exception as error:  # whatever it was, nothing went out: never uncertain
+            raise InvalidRequestError(
+                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
+            ) from None
 
     def send_bulk(
         self,
