@@ -581,7 +581,9 @@ class VortextClient:
             operation="send",
             policy=policy,
             clock=self._clock,
-            on_retry=self._retried,
+            on_retry=self._retried
+            if sms.key is None
+            else functools.partial(self._retried, key=sms.key),
             closing=self._stop_retries,
         )
 
@@ -695,21 +697,29 @@ class VortextClient:
 
         task.add_done_callback(report)
 
-    def _retried(self, event: RetryEvent) -> None:
-        """Each retry: one folded warning per cause, then the caller's hook."""
+    def _retried(self, event: RetryEvent, key: str | None = None) -> None:
+        """Each retry: one folded warning per cause, then the caller's hook.
+
+        A retry folded into a count is still logged at DEBUG: one record per retry.
+        ``key`` is the message's :attr:`Sms.key` (for a send that has one).
+        """
         error = event.error
-        self._folded.log(
-            f"{event.operation} {type(error).__name__}",
-            logging.WARNING,
+        message = (
             f"{event.operation} attempt {event.attempt} failed, trying again in "
-            f"{event.wait:.3f} s: {type(error).__name__}: {error}",
-            {
-                "vortext_operation": event.operation,
-                "vortext_attempt": event.attempt,
-                "vortext_wait": event.wait,
-                "vortext_error": type(error).__name__,
-            },
+            f"{event.wait:.3f} s: {type(error).__name__}: {error}"
         )
+        fields: dict[str, object] = {
+            "vortext_operation": event.operation,
+            "vortext_attempt": event.attempt,
+            "vortext_wait": event.wait,
+            "vortext_error": type(error).__name__,
+        }
+        if key is not None:
+            fields["vortext_message_key"] = key
+        cause = f"{event.operation} {type(error).__name__}"
+        folded = not self._folded.log(cause, logging.WARNING, message, fields)
+        if folded and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", message, extra={"vortext_cause": cause, **fields})
         if self._telemetry is not None:
             self._telemetry.retried(error, event.operation)
         if self._on_retry is not None:
