@@ -17,7 +17,7 @@ import math
 import os
 import platform
 import re
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
 
@@ -56,7 +56,7 @@ from ._http import (
 from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
-from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
+from ._models import JSONObject, Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
 from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
 from ._telemetry import telemetry
@@ -372,7 +372,7 @@ class VortextClient:
         phone_number: str,
         message: str,
         *,
-        metadata: Mapping[str, object] | None = None,
+        metadata: JSONObject | None = None,
         max_wait: float | _Default | None = _DEFAULT,
         retry: RetryPolicy | None = None,
     ) -> SentSms:

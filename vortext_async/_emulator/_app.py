@@ -41,8 +41,15 @@ from ._store import MessageStore, ReceivedSms, send_key
 
 __all__ = ["DROP_CONNECTION_EXTENSION", "Emulator", "EmulatorClock", "EmulatorStats"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+
+# What ``__call__`` declares: values of any type, as the ASGI server gives them (the
+# server's own ``Any`` types accept it); the code inside reads them as ``_Scope``.
+Scope = MutableMapping[str, object]
+Message = MutableMapping[str, object]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -230,7 +237,7 @@ class Emulator:
             return self._store.get(message_id)
 
     def received_count(
-        self, phone_number: str, message: str, metadata: Mapping[str, Any] | None = None
+        self, phone_number: str, message: str, metadata: Mapping[str, _wire.JSON] | None = None
     ) -> int:
         """How many times this exact SMS (phone, message, metadata) was accepted."""
         key = send_key(phone_number, message, None if metadata is None else dict(metadata))
@@ -313,7 +320,8 @@ class Emulator:
         body = await self._read_body(receive)
         if body is None:  # the client went away
             return
-        can_drop = DROP_CONNECTION_EXTENSION in (scope.get("extensions") or {})
+        extensions = scope.get("extensions")
+        can_drop = isinstance(extensions, Mapping) and DROP_CONNECTION_EXTENSION in extensions
         answer = await self._handle(scope, body, can_drop=can_drop)
         if answer is _DROP:
             await send({"type": DROP_CONNECTION_EXTENSION})
@@ -327,7 +335,7 @@ class Emulator:
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, receive: _Receive, send: _Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -337,7 +345,7 @@ class Emulator:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _read_body(self, receive: Receive) -> bytes | object | None:
+    async def _read_body(self, receive: _Receive) -> bytes | object | None:
         """The whole body; ``None`` if the client left; ``_TOO_LARGE`` (rest unread)."""
         chunks: list[bytes] = []
         size = 0
@@ -354,7 +362,7 @@ class Emulator:
                 return b"".join(chunks)
 
     async def _handle(
-        self, scope: Scope, body: bytes | object, *, can_drop: bool
+        self, scope: _Scope, body: bytes | object, *, can_drop: bool
     ) -> _Answer | object:
         self._bump("requests")
         headers = _headers(scope)
@@ -511,7 +519,7 @@ class Emulator:
         )
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
+def _headers(scope: _Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope.get("headers", ())}
 
 
