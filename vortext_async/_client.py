@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import platform
-import re
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
@@ -58,6 +57,7 @@ from ._limiter import Limiter, RateLimit, RateLimiter
 from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
 from ._models import JSONObject, Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
+from ._redact import redact_url
 from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
 from ._telemetry import telemetry
 from ._validation import check_sms
@@ -831,32 +831,22 @@ def _basic_auth(username: str, password: str) -> SecretStr:
     return SecretStr("Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
 
 
-_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")
-
-
-def _redact_url(url: str) -> str:
-    """``url`` with everything between its scheme and its last ``@`` hidden.
-
-    With no ``//``, as in ``user:password@host``, a URL parser takes ``user`` for the
-    scheme and the password for the path: so all that precedes the ``@`` goes.
-    """
-    if "@" not in url:
-        return url
-    scheme = _SCHEME.match(url)
-    return f"{scheme.group() if scheme else ''}***@{url.rpartition('@')[2]}"
-
-
 def _check_base_url(url: str) -> str:
     parts = urlsplit(url)
     if "@" in url and (parts.username or parts.password or not parts.netloc):
         raise ConfigurationError(
-            f"base_url must not contain credentials, not {_redact_url(url)!r}; "
+            f"base_url must not contain credentials, not {redact_url(url)!r}; "
             "pass username= and password="
+        )
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ConfigurationError(
+            f"base_url must not have a query or a fragment, not {redact_url(url)!r}: "
+            "the API's paths are appended to it"
         )
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigurationError(
             f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, "
-            f"not {_redact_url(url)!r}"
+            f"not {redact_url(url)!r}"
         )
     return url.rstrip("/")
 

@@ -138,6 +138,8 @@ async def test_the_credentials_still_go_out(path: str, http_library: str) -> Non
         "ftp://user:hunter2-Pa55word@messages.example",
         "//user:hunter2-Pa55word@messages.example",
         "user:hunter2/Pa55word@messages.example",
+        "https://messages.example/?token=hunter2-Pa55word",
+        "https://messages.example/?key=hunter2-Pa55word#x",
     ],
 )
 def test_a_base_url_with_credentials_is_refused_without_echoing_them(base_url: str) -> None:

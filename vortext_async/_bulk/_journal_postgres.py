@@ -40,11 +40,11 @@ import contextlib
 import logging
 import os
 import socket
-import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from vortext_async._errors import ConfigurationError, JournalError
+from vortext_async._redact import redact_url
 
 from ._claims import (
     DEFAULT_JOB,
@@ -60,7 +60,7 @@ from ._claims import (
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresJournal", "postgres_status", "redact_url"]
+__all__ = ["PostgresJournal", "postgres_status"]
 
 logger = logging.getLogger("vortext_async")
 
@@ -177,25 +177,6 @@ WHERE job = %s AND key = %s AND run = %s
 """
 
 _Result = tuple["asyncio.Future[Any] | None", Any, "BaseException | None"]
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password, to show in messages and logs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "postgresql://<unparsable URL>"
-    if parts.password is None:
-        netloc = parts.netloc
-    else:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = urllib.parse.urlencode(
-        [
-            (k, "***" if k.lower() == "password" else v)
-            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        ]
-    )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _import_psycopg() -> Any:
