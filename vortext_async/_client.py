@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import platform
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
 
@@ -58,7 +58,7 @@ from ._http import (
 from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
-from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
+from ._models import JSONObject, Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
 from ._redact import redact_url
 from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
@@ -425,7 +425,7 @@ class VortextClient:
         phone_number: str,
         message: str,
         *,
-        metadata: Mapping[str, object] | None = None,
+        metadata: JSONObject | None = None,
         max_wait: float | _Default | None = _DEFAULT,
         retry: RetryPolicy | None = None,
     ) -> SentSms:
@@ -458,19 +458,13 @@ class VortextClient:
             raise ClientClosedError("the client is closed; no new sends are accepted")
         if self._loop is not asyncio.get_running_loop():
             self._bind_loop()
+        start = self._clock.now_ns() if self._telemetry is not None else 0
         try:
-            check_sms(
-                sms,
-                strict_numbers=self.strict_phone_numbers,
-                max_message_length=self.max_message_length,
-            )
-            body = encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
-        except InvalidRequestError:
+            body = self._encode(sms)
+        except InvalidRequestError as error:
+            if self._telemetry is not None:  # a send too, if a short one: counted
+                self._telemetry.refused(error, start)
             raise
-        except Exception as error:  # whatever it was, nothing went out: never uncertain
-            raise InvalidRequestError(
-                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
-            ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
         if self._telemetry is None:
@@ -478,6 +472,22 @@ class VortextClient:
         return await self._telemetry.send(
             functools.partial(self._send_tries, sms, body, wait_budget, policy), on_handover
         )
+
+    def _encode(self, sms: Sms) -> bytes:
+        """The body of ``sms``, or :class:`InvalidRequestError` (nothing went out)."""
+        try:
+            check_sms(
+                sms,
+                strict_numbers=self.strict_phone_numbers,
+                max_message_length=self.max_message_length,
+            )
+            return encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
+        except InvalidRequestError:
+            raise
+        except Exception as error:  # whatever it was, nothing went out: never uncertain
+            raise InvalidRequestError(
+                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
+            ) from None
 
     def send_bulk(
         self,
@@ -624,7 +634,9 @@ class VortextClient:
             operation="send",
             policy=policy,
             clock=self._clock,
-            on_retry=self._retried,
+            on_retry=self._retried
+            if sms.key is None
+            else functools.partial(self._retried, key=sms.key),
             closing=self._stop_retries,
         )
 
@@ -752,21 +764,29 @@ class VortextClient:
 
         task.add_done_callback(report)
 
-    def _retried(self, event: RetryEvent) -> None:
-        """Each retry: one folded warning per cause, then the caller's hook."""
+    def _retried(self, event: RetryEvent, key: str | None = None) -> None:
+        """Each retry: one folded warning per cause, then the caller's hook.
+
+        A retry folded into a count is still logged at DEBUG: one record per retry.
+        ``key`` is the message's :attr:`Sms.key` (for a send that has one).
+        """
         error = event.error
-        self._folded.log(
-            f"{event.operation} {type(error).__name__}",
-            logging.WARNING,
+        message = (
             f"{event.operation} attempt {event.attempt} failed, trying again in "
-            f"{event.wait:.3f} s: {type(error).__name__}: {error}",
-            {
-                "vortext_operation": event.operation,
-                "vortext_attempt": event.attempt,
-                "vortext_wait": event.wait,
-                "vortext_error": type(error).__name__,
-            },
+            f"{event.wait:.3f} s: {type(error).__name__}: {error}"
         )
+        fields: dict[str, object] = {
+            "vortext_operation": event.operation,
+            "vortext_attempt": event.attempt,
+            "vortext_wait": event.wait,
+            "vortext_error": type(error).__name__,
+        }
+        if key is not None:
+            fields["vortext_message_key"] = key
+        cause = f"{event.operation} {type(error).__name__}"
+        folded = not self._folded.log(cause, logging.WARNING, message, fields)
+        if folded and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", message, extra={"vortext_cause": cause, **fields})
         if self._telemetry is not None:
             self._telemetry.retried(error, event.operation)
         if self._on_retry is not None:

@@ -271,7 +271,10 @@ def _blocking_bulk(
                 options.update(value)
             elif name not in ("self", "messages"):
                 options[name] = value
-        return BulkJob(self._runner, client, arguments["messages"], options)
+        messages = arguments["messages"]
+        return BulkJob._start(
+            self._runner, messages, lambda source: client.send_bulk(source, **options)
+        )
 
     _own(send_bulk, method)
     send_bulk.__doc__ = """Send many messages at the account's pace; iterate the job for results.
@@ -477,14 +480,32 @@ class BulkJob:
     has ended.  ``with`` closes it on exit.  Ctrl-C while waiting for a result stops
     the job (messages still waiting for the rate limit end FAILED, sends in flight get
     ``grace`` seconds) and re-raises ``KeyboardInterrupt`` with the summary in a note.
+
+    Made by :meth:`VortextClient.send_bulk`; it cannot be built directly.
     """
 
-    def __init__(
+    def __init__(self) -> None:
+        raise TypeError(
+            "a blocking BulkJob is made by vortext_async.sync.VortextClient.send_bulk()"
+        )
+
+    @classmethod
+    def _start(
+        cls,
+        runner: _LoopThread,
+        messages: Iterable[Sms] | AsyncIterable[Sms],
+        begin: Callable[[Iterable[Sms] | AsyncIterable[Sms]], AsyncBulkJob],
+    ) -> BulkJob:
+        """Start ``begin(source)`` (the asyncio job) on ``runner``'s loop, fed ``messages``."""
+        job = cls.__new__(cls)
+        job._begin(runner, messages, begin)
+        return job
+
+    def _begin(
         self,
         runner: _LoopThread,
-        client: AsyncVortextClient,
         messages: Iterable[Sms] | AsyncIterable[Sms],
-        options: dict[str, Any],
+        begin: Callable[[Iterable[Sms] | AsyncIterable[Sms]], AsyncBulkJob],
     ) -> None:
         self._runner = runner
         # The loop asks the caller's thread for each message: (future for the answer).
@@ -500,7 +521,7 @@ class BulkJob:
             source = self._fed() if self._input is not None else messages
 
         async def start() -> tuple[AsyncBulkJob, AsyncIterator[SendResult]]:
-            job = client.send_bulk(source, **options)
+            job = begin(source)
             return job, aiter(job)
 
         self._job, self._results = runner.run(start())

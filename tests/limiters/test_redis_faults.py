@@ -413,7 +413,7 @@ def test_without_redis_installed_construction_says_which_extra() -> None:
         sys.modules["redis"] = None  # as if not installed: import redis fails
         import vortext_async
         from vortext_async import ConfigurationError, RateLimit
-        from vortext_async._redis_limiter import RedisRateLimiter
+        from vortext_async import RedisRateLimiter
         try:
             RedisRateLimiter(RateLimit(per_minute=10), "redis://h:6379/0", account="a")
         except ConfigurationError as error:

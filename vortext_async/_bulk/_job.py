@@ -808,11 +808,8 @@ def _from_journal(sms: Sms, key: str, claim: Claim) -> SendResult:
         )
     if kind is ClaimKind.DUPLICATE:
         reason = "is the key of another message of this job; keys must be unique"
-    else:
-        reason = (
-            "names a different message in the journal (was the input reordered, or "
-            "is this another job's journal?)"
-        )
+    else:  # MISMATCH: the journal says why, and what to do
+        reason = claim.reason or "names a different message in the journal"
     return SendResult(sms, Outcome.FAILED, error=InvalidRequestError("key", key[2:], reason))
 
 
