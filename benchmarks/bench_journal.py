@@ -239,6 +239,7 @@ def scenario(
         "accounted": accounted,
         "skipped": sum(r["skipped"] for r in results),
         "cpu": sum(r["cpu"] for r in results) + emulator_cpu + server_used,
+        "server_cpu": server_used,
         "hosts": results,
     }
 
@@ -300,7 +301,7 @@ def main() -> None:
         )
     base, base_cpu = rows[1]["wall"], rows[1]["cpu"]
     print(
-        f"\n{'':28}{'wall s':>8}{'msg/s':>8}{'x sqlite':>9}{'CPU s':>8}{'x sqlite':>9}"
+        f"\n{'':28}{'wall s':>8}{'msg/s':>8}{'x sqlite':>9}{'CPU s':>8}{'x sqlite':>9}{'of PG':>7}"
         f"{'RSS MB':>8}{'doubles':>8}{'accounted':>18}{'skipped':>9}"
     )
     for row in rows:
@@ -310,14 +311,16 @@ def main() -> None:
         accounted = f"{row['accounted']:,}/{row['count']:,}"
         print(
             f"{row['name']:28}{row['wall']:8.1f}{row['rate']:8.0f}{ratio:>9}"
-            f"{row['cpu']:8.1f}{cpu_ratio:>9}{row['rss_mb']:8.1f}{row['doubles']:8d}"
+            f"{row['cpu']:8.1f}{cpu_ratio:>9}{row['server_cpu']:7.1f}"
+            f"{row['rss_mb']:8.1f}{row['doubles']:8d}"
             f"{accounted:>18}{row['skipped']:9,}"
         )
     print(
         f"\nload average {os.getloadavg()[0]:.1f} at the end (2 cores: above 2, others wait).\n"
         "wall: all hosts started to all hosts done; CPU: what the hosts, the emulator and "
         "the PostgreSQL server used (less sensitive than wall time to other work on the "
-        "machine); RSS: the largest host's own peak (VmHWM); doubles: sends the emulator "
+        "machine), of which the server's in 'of PG'; RSS: the largest host's own peak "
+        "(VmHWM); doubles: sends the emulator "
         "received more than once; accounted: results reported by the hosts (the shared "
         "runs also skip, on each host, what another holds)"
     )
