@@ -34,18 +34,28 @@ def _install(session: nox.Session, *extras: str, group: str = "test") -> None:
 
 
 # Both libraries on the oldest Python; each newer Python with httpx2 (CI stays < 15 min).
+# Each on the default path (the direct aiohttp transport), and one run on httpcore.
 @nox.session
 @nox.parametrize(
-    ("python", "library"),
-    [("3.11", "httpx"), ("3.11", "httpx2"), ("3.12", "httpx2"), ("3.13", "httpx2")],
+    ("python", "library", "transport"),
+    [
+        ("3.11", "httpx", "auto"),
+        ("3.11", "httpx2", "auto"),
+        ("3.12", "httpx2", "auto"),
+        ("3.13", "httpx2", "auto"),
+        ("3.11", "httpx", "httpx"),
+    ],
 )
-def tests(session: nox.Session, library: str) -> None:
-    """The whole test suite on one Python with one HTTP library underneath."""
+def tests(session: nox.Session, library: str, transport: str) -> None:
+    """The whole test suite on one Python with one HTTP library underneath, over the
+    default path (``auto``) or over httpcore (``httpx``: ``VortextClient()`` takes
+    ``transport="httpx"`` throughout)."""
     _install(session, *(["httpx2"] if library == "httpx2" else []))
     if library == "httpx":
         session.run("pip", "uninstall", "--yes", "--quiet", "httpx2", "httpcore2", silent=True)
     # Both cores: the suite waits on servers and subprocesses as much as it computes.
-    session.run("pytest", "-n", "2", *session.posargs, env={"VORTEXT_TEST_HTTP_LIBRARY": library})
+    env = {"VORTEXT_TEST_HTTP_LIBRARY": library, "VORTEXT_TEST_TRANSPORT": transport}
+    session.run("pytest", "-n", "2", *session.posargs, env=env)
 
 
 @nox.session(python="3.11")

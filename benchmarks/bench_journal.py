@@ -15,7 +15,9 @@ host is a process of its own sending through a real ``VortextClient`` with
   journal: each message is claimed by one host, the others skip it.
 
 Reported per scenario: wall time (all hosts started to all hosts done), sends per
-second, the ratio to ``sqlite``, peak RSS of the largest host, double sends (from the
+second, the ratio to ``sqlite``, the CPU time of the hosts, the emulator and the
+PostgreSQL server together (on a shared machine a steadier comparison than wall time)
+and its ratio, peak RSS of the largest host (its own ``VmHWM``), double sends (from the
 emulator's own store) and messages accounted for (results of all hosts).  ``postgres``
 also runs at a tenth of the size, to show that a host's memory does not grow with the
 campaign.  Nothing passes or fails on a number.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -70,7 +73,7 @@ async def host(
             pass
         duration = time.perf_counter() - began
     s = job.summary
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     print(
         json.dumps(
             {
@@ -83,6 +86,42 @@ async def host(
             }
         )
     )
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS in KiB.
+
+    Not ``ru_maxrss``: Linux carries it over ``execve`` from the process that spawned
+    this one (the benchmark, whose emulator holds every message of the campaign), so a
+    host would report the benchmark's size.  ``VmHWM`` is this program's own peak.
+    """
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def server_cpu(server: Any) -> float:
+    """CPU seconds used so far by a PostgreSQL server and its processes (Linux), else 0."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        pids = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()]
+    except (OSError, ValueError):
+        return 0.0
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if pid == postmaster:  # itself, and its children that have exited (sessions)
+            total += sum(int(f) for f in fields[11:15])
+        elif int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 class EmulatorThread:
@@ -146,12 +185,19 @@ def run_hosts(
         )
         for journal, (start, stop) in zip(journals, ranges, strict=True)
     ]
-    outputs = [process.communicate()[0] for process in processes]
-    wall = time.perf_counter() - began
-    codes = [process.returncode for process in processes]
-    if any(codes):
-        raise SystemExit(f"a host failed: exit codes {codes}")
-    return wall, [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    results: list[dict[str, Any]] = []
+    for process in processes:
+        assert process.stdout is not None
+        output = process.stdout.read()
+        # wait4, not wait: the host's CPU time (user + system) comes with its status.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            raise SystemExit(f"a host failed: exit code {process.returncode}")
+        result = json.loads(output.strip().splitlines()[-1])
+        result["cpu"] = usage.ru_utime + usage.ru_stime
+        results.append(result)
+    return time.perf_counter() - began, results
 
 
 def scenario(
@@ -163,14 +209,21 @@ def scenario(
     *,
     shared: bool,
     job_name: str = JOB,
+    server: Any = None,
 ) -> dict[str, Any]:
     with EmulatorThread(stored=count + 1000) as served:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        server_before = server_cpu(server) if server is not None else 0.0
         if shared:
             ranges = [(0, count)] * hosts
         else:
             edges = [count * i // hosts for i in range(hosts + 1)]
             ranges = list(itertools_pairwise(edges))
         wall, results = run_hosts(served.url, journals, ranges, concurrency, job_name)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        # This process only serves the emulator while the hosts run.
+        emulator_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        server_used = server_cpu(server) - server_before if server is not None else 0.0
         emulator = served.emulator
         received = emulator.stats.stored
         doubles = sum(n - 1 for n in emulator.duplicates().values())
@@ -185,6 +238,8 @@ def scenario(
         "received": received,
         "accounted": accounted,
         "skipped": sum(r["skipped"] for r in results),
+        "cpu": sum(r["cpu"] for r in results) + emulator_cpu + server_used,
+        "server_cpu": server_used,
         "hosts": results,
     }
 
@@ -226,7 +281,11 @@ def main() -> None:
         )
         rows.append(scenario("sqlite (own share)", count, hosts, concurrency, sqlite, shared=False))
         shared = [server.url] * hosts
-        rows.append(scenario("postgres (shared)", count, hosts, concurrency, shared, shared=True))
+        rows.append(
+            scenario(
+                "postgres (shared)", count, hosts, concurrency, shared, shared=True, server=server
+            )
+        )
         small = max(count // 10, 100)
         rows.append(
             scenario(
@@ -237,25 +296,33 @@ def main() -> None:
                 shared,
                 shared=True,
                 job_name="bench-small",  # the same database, a job of its own
+                server=server,
             )
         )
-    base = rows[1]["wall"]
+    base, base_cpu = rows[1]["wall"], rows[1]["cpu"]
     print(
-        f"\n{'':28}{'wall s':>8}{'msg/s':>8}{'x sqlite':>9}{'RSS MB':>8}"
-        f"{'doubles':>8}{'accounted':>18}{'skipped':>9}"
+        f"\n{'':28}{'wall s':>8}{'msg/s':>8}{'x sqlite':>9}{'CPU s':>8}{'x sqlite':>9}{'of PG':>7}"
+        f"{'RSS MB':>8}{'doubles':>8}{'accounted':>18}{'skipped':>9}"
     )
     for row in rows:
-        ratio = f"{row['wall'] / base:.2f}" if row["count"] == count else "-"
+        same = row["count"] == count
+        ratio = f"{row['wall'] / base:.2f}" if same else "-"
+        cpu_ratio = f"{row['cpu'] / base_cpu:.2f}" if same else "-"
         accounted = f"{row['accounted']:,}/{row['count']:,}"
         print(
             f"{row['name']:28}{row['wall']:8.1f}{row['rate']:8.0f}{ratio:>9}"
-            f"{row['rss_mb']:8.1f}{row['doubles']:8d}{accounted:>18}{row['skipped']:9,}"
+            f"{row['cpu']:8.1f}{cpu_ratio:>9}{row['server_cpu']:7.1f}"
+            f"{row['rss_mb']:8.1f}{row['doubles']:8d}"
+            f"{accounted:>18}{row['skipped']:9,}"
         )
     print(
-        "\nwall: all hosts started to all hosts done; RSS: the largest host's peak; "
-        "doubles: sends the emulator received more than once; accounted: results "
-        "reported by the hosts (the shared runs also skip, on each host, what another "
-        "holds)"
+        f"\nload average {os.getloadavg()[0]:.1f} at the end (2 cores: above 2, others wait).\n"
+        "wall: all hosts started to all hosts done; CPU: what the hosts, the emulator and "
+        "the PostgreSQL server used (less sensitive than wall time to other work on the "
+        "machine), of which the server's in 'of PG'; RSS: the largest host's own peak "
+        "(VmHWM); doubles: sends the emulator "
+        "received more than once; accounted: results reported by the hosts (the shared "
+        "runs also skip, on each host, what another holds)"
     )
 
 

@@ -145,7 +145,8 @@ async def bulk_accounts() -> None:
             )
             print(
                 f"| {label} | {sent}/{messages} | {failed} | {after} | {elapsed:.0f} "
-                f"| {elapsed / ideal:.2f} |",
+                # a job that failed messages did not do the work: no ratio to the ideal
+                f"| {f'{elapsed / ideal:.2f}' if not failed else '-'} |",
                 flush=True,
             )
 

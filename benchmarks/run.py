@@ -70,7 +70,8 @@ def chart(data: dict[str, object], target: Path) -> bool:
     axes.set_xlabel("concurrent sends")
     axes.set_ylabel("sends per second (median)")
     quick = " (--quick: not meaningful)" if data.get("quick") else ""
-    axes.set_title(f"POST /sms against one local aiohttp server, 2 cores{quick}")
+    python = f", Python {data['python']}" if data.get("python") else ""
+    axes.set_title(f"POST /sms against one local aiohttp server, 2 cores{python}{quick}")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()

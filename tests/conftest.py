@@ -9,13 +9,20 @@ from typing import Any
 
 import pytest
 
-from tests.support.library import LIBRARY
+from tests.support.library import LIBRARY, TRANSPORT
 
 
 @pytest.fixture(scope="session")
 def http_library() -> str:
     """The library the client builds its AsyncClient from in this run."""
     return LIBRARY
+
+
+@pytest.fixture(scope="session")
+def default_transport() -> str:
+    """What ``VortextClient()`` takes in this run: ``"aiohttp"``, or ``"httpx"`` when
+    ``VORTEXT_TEST_TRANSPORT=httpx``."""
+    return "httpx" if TRANSPORT == "httpx" else "aiohttp"
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 import vortext_async
 from vortext_async import _errors
 
-PUBLIC_SUBMODULES = ["cli", "emulator", "fastapi", "testing", "webhooks"]
+PUBLIC_SUBMODULES = ["cli", "emulator", "fastapi", "sync", "testing", "webhooks"]
 
 
 def test_all_is_every_public_name_of_the_package() -> None:

@@ -64,6 +64,8 @@ from ._http import aiohttp_transport
 from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, RateLimiter, WindowState
 from ._models import (
+    JSONObject,
+    JSONValue,
     Outcome,
     PushReply,
     PushResponse,
@@ -102,6 +104,8 @@ __all__ = [
     "InvalidPushError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "JSONObject",
+    "JSONValue",
     "JournalBusyError",
     "JournalError",
     "JournalRun",

@@ -16,8 +16,7 @@ import logging
 import math
 import os
 import platform
-import re
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
 
@@ -44,20 +43,24 @@ from ._errors import (
 from ._http import DEFAULT_MAX_RESPONSE_BYTES as _DEFAULT_MAX_RESPONSE_BYTES
 from ._http import (
     Answer,
+    Cert,
     HttpClient,
     HttpLayer,
     HttpLibrary,
     HttpLimits,
     HttpTimeout,
     HttpTransport,
+    ProxyUrl,
     SecretStr,
+    Verify,
     parse_retry_after,
 )
 from ._learned import LearnedRateLimiter
 from ._limiter import Limiter, RateLimit, RateLimiter
 from ._logging import FoldedLog, get_logger, mask_phone, show_phone_numbers
-from ._models import Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
+from ._models import JSONObject, Outcome, SendResult, SentSms, ServiceStatus, Sms, SmsDetail
 from ._outcome import outcome_of
+from ._redact import redact_url
 from ._retry import Closing, RetryEvent, RetryPolicy, call_with_retries
 from ._telemetry import telemetry
 from ._validation import check_sms
@@ -112,6 +115,10 @@ class ClientOptions(TypedDict, total=False):
     http_library: HttpLibrary
     transport: HttpTransport | None
     limits: HttpLimits | None
+    proxy: ProxyUrl | None
+    verify: Verify
+    cert: Cert | None
+    trust_env: bool
     clock: Clock | None
 
 
@@ -121,11 +128,6 @@ class _Default:
 
 
 _DEFAULT: Final = _Default()
-
-
-def _wake(waiter: asyncio.Future[None], _task: object) -> None:
-    if not waiter.done():  # the caller may have been cancelled meanwhile
-        waiter.set_result(None)
 
 
 def _settle(on_settled: Callable[[bool], object] | None, *, possibly_accepted: bool) -> None:
@@ -138,12 +140,19 @@ def _settle(on_settled: Callable[[bool], object] | None, *, possibly_accepted: b
 
 
 class _Attempt:
-    """Whether a send attempt's request was handed to the transport (it may go out)."""
+    """A shielded send attempt: whether its request was handed to the transport (it
+    may go out), and the future its caller waits on."""
 
-    __slots__ = ("handed_over",)
+    __slots__ = ("handed_over", "waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, waiter: asyncio.Future[None]) -> None:
         self.handed_over = False
+        self.waiter = waiter
+
+    def wake(self) -> None:
+        """Let the caller read the attempt's task (done by now, or about to be)."""
+        if not self.waiter.done():  # the caller may have been cancelled meanwhile
+            self.waiter.set_result(None)
 
 
 class VortextClient:
@@ -187,7 +196,22 @@ class VortextClient:
         http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use (left open;
             it never follows redirects for this client).
         http_library: ``"auto"`` (httpx2 if installed, else httpx), ``"httpx"`` or ``"httpx2"``.
-        transport: a transport for the client built here (an ASGI app's, a faster one).
+        transport: what carries the requests of the client built here: ``"auto"`` (the
+            default: the direct aiohttp path; httpcore when a SOCKS proxy is set),
+            ``"aiohttp"`` (the direct path, or a ``ConfigurationError`` for what it
+            cannot do), ``"httpx"`` (httpcore, through the library's ``AsyncClient``), or
+            a transport object of the library (an ASGI app's, a mock).
+        limits: connection pool limits of the client built here (an httpx ``Limits``).
+        proxy: a proxy for every request (``http://``, ``https://``; ``socks5://`` on
+            httpcore), credentials allowed in it: they never show in a ``repr``, a log
+            line or an error.  Given, the environment's proxies are ignored (as in httpx).
+        verify: TLS verification: True (certifi's CA bundle, as httpx), a CA bundle
+            file or directory, an ``ssl.SSLContext``, or False (none: tests only).
+        cert: a client certificate: a PEM file, or ``(certificate, key)`` or
+            ``(certificate, key, password)`` files.
+        trust_env: read ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``
+            (and ``SSL_CERT_FILE``/``SSL_CERT_DIR``) from the environment, with httpx's
+            rules, whatever the transport.
         clock: the clock and sleep of the limiter and the retries (tests: a VirtualClock).
     """
 
@@ -212,10 +236,16 @@ class VortextClient:
         on_background_result: Callable[[SendResult], object] | None = None,
         http_client: HttpClient | None = None,
         http_library: HttpLibrary = "auto",
-        transport: HttpTransport | None = None,
+        transport: HttpTransport | None = "auto",
         limits: HttpLimits | None = None,
+        proxy: ProxyUrl | None = None,
+        verify: Verify = True,
+        cert: Cert | None = None,
+        trust_env: bool = True,
         clock: Clock | None = None,
     ) -> None:
+        if proxy is not None:  # from here on this frame shows '<redacted>'
+            proxy = SecretStr(str(proxy))
         username = username if username is not None else os.environ.get(_api.ENV_USERNAME)
         password = password if password is not None else os.environ.get(_api.ENV_PASSWORD)
         if not username:
@@ -259,8 +289,20 @@ class VortextClient:
 
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         if http_client is not None:
-            if transport is not None or limits is not None:
-                raise ConfigurationError("give transport/limits to your http_client, not here")
+            given = [
+                name
+                for name, differs in (
+                    ("transport", transport not in (None, "auto")),
+                    ("limits", limits is not None),
+                    ("proxy", proxy is not None),
+                    ("verify", verify is not True),
+                    ("cert", cert is not None),
+                    ("trust_env", trust_env is not True),
+                )
+                if differs
+            ]
+            if given:
+                raise ConfigurationError(f"give {'/'.join(given)} to your http_client, not here")
             self._http = HttpLayer(http_client, owned=False)
             if timeout is not None:
                 self._request_timeout = self._http.timeout_of(timeout)
@@ -272,6 +314,10 @@ class VortextClient:
                 timeout=timeout if timeout is not None else _Timeouts(**DEFAULT_TIMEOUT),
                 limits=limits,
                 transport=transport,
+                proxy=proxy,
+                verify=verify,
+                cert=cert,
+                trust_env=trust_env,
             )
             self._request_timeout = None
 
@@ -341,6 +387,13 @@ class VortextClient:
         return self._http.library
 
     @property
+    def transport(self) -> str:
+        """What carries the requests: ``"aiohttp"`` (the direct path, the default),
+        ``"httpx"`` (httpcore) or ``"custom"`` (a transport object, a handed-in
+        ``http_client``)."""
+        return self._http.name
+
+    @property
     def http_client(self) -> HttpClient:
         """The underlying ``AsyncClient``."""
         return self._http.client
@@ -381,7 +434,7 @@ class VortextClient:
         phone_number: str,
         message: str,
         *,
-        metadata: Mapping[str, object] | None = None,
+        metadata: JSONObject | None = None,
         max_wait: float | _Default | None = _DEFAULT,
         retry: RetryPolicy | None = None,
     ) -> SentSms:
@@ -418,19 +471,13 @@ class VortextClient:
             raise ClientClosedError("the client is closed; no new sends are accepted")
         if self._loop is not asyncio.get_running_loop():
             self._bind_loop()
+        start = self._clock.now_ns() if self._telemetry is not None else 0
         try:
-            check_sms(
-                sms,
-                strict_numbers=self.strict_phone_numbers,
-                max_message_length=self.max_message_length,
-            )
-            body = encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
-        except InvalidRequestError:
+            body = self._encode(sms)
+        except InvalidRequestError as error:
+            if self._telemetry is not None:  # a send too, if a short one: counted
+                self._telemetry.refused(error, start)
             raise
-        except Exception as error:  # whatever it was, nothing went out: never uncertain
-            raise InvalidRequestError(
-                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
-            ) from None
         wait_budget = self.max_wait if isinstance(max_wait, _Default) else max_wait
         policy = retry if retry is not None else self.retry
         if self._telemetry is None:
@@ -441,6 +488,22 @@ class VortextClient:
             ),
             on_handover,
         )
+
+    def _encode(self, sms: Sms) -> bytes:
+        """The body of ``sms``, or :class:`InvalidRequestError` (nothing went out)."""
+        try:
+            check_sms(
+                sms,
+                strict_numbers=self.strict_phone_numbers,
+                max_message_length=self.max_message_length,
+            )
+            return encode_sms(sms, max_metadata_size=_api.MAX_METADATA_SIZE)
+        except InvalidRequestError:
+            raise
+        except Exception as error:  # whatever it was, nothing went out: never uncertain
+            raise InvalidRequestError(
+                "sms", sms, f"cannot be encoded as JSON: {type(error).__name__}: {error}"
+            ) from None
 
     def send_bulk(
         self,
@@ -588,7 +651,9 @@ class VortextClient:
             operation="send",
             policy=policy,
             clock=self._clock,
-            on_retry=self._retried,
+            on_retry=self._retried
+            if sms.key is None
+            else functools.partial(self._retried, key=sms.key),
             closing=self._stop_retries,
         )
 
@@ -605,22 +670,21 @@ class VortextClient:
             raise ClientClosedError("the client is closing; no new attempts are made")
         if not self.shield_sends:
             return await self._post_sms(sms, body, max_wait, None, on_handover, on_settled)
-        attempt = _Attempt()
+        # asyncio.shield(task), with fewer objects and turns per send: the caller waits
+        # on a future of its own, so cancelling the caller never reaches the task, and
+        # the task's last step wakes it (one event-loop turn earlier than a done
+        # callback would: at high concurrency, fewer objects outlive a turn).
+        attempt = _Attempt(asyncio.get_running_loop().create_future())
         task = asyncio.ensure_future(
-            self._post_sms(sms, body, max_wait, attempt, on_handover, on_settled)
+            self._shielded_post(sms, body, max_wait, attempt, on_handover, on_settled)
         )
         self._attempts[task] = attempt
         task.add_done_callback(self._forget_attempt)
-        # asyncio.shield(task), with fewer objects per send: the caller waits on a
-        # future of its own, so cancelling the caller never reaches the task.
-        waiter: asyncio.Future[None] = task.get_loop().create_future()
-        wake = functools.partial(_wake, waiter)
-        task.add_done_callback(wake)
+        waiter = attempt.waiter
         try:
             await waiter
             return task.result()
         except asyncio.CancelledError:
-            task.remove_done_callback(wake)
             current = asyncio.current_task()
             if current is not None and not current.cancelling() and task.cancelled():
                 # Not our caller's cancellation: aclose() stopped the send.
@@ -697,8 +761,24 @@ class VortextClient:
             raise UncertainSendError(sms, unread) from unread
         return _read_sent(sms, content)
 
+    async def _shielded_post(
+        self,
+        sms: Sms,
+        body: bytes,
+        max_wait: float | None,
+        attempt: _Attempt,
+        on_handover: Callable[[], object] | None,
+        on_settled: Callable[[bool], object] | None,
+    ) -> SentSms:
+        """:meth:`_post_sms` as a task of its own, waking its caller as it ends."""
+        try:
+            return await self._post_sms(sms, body, max_wait, attempt, on_handover, on_settled)
+        finally:
+            attempt.wake()
+
     def _forget_attempt(self, task: asyncio.Task[SentSms]) -> None:
-        del self._attempts[task]
+        # Also wakes the caller of a task cancelled before its first step (aclose).
+        self._attempts.pop(task).wake()
 
     def _detach(self, sms: Sms, task: asyncio.Task[SentSms]) -> None:
         self._background.add(task)
@@ -709,21 +789,29 @@ class VortextClient:
 
         task.add_done_callback(report)
 
-    def _retried(self, event: RetryEvent) -> None:
-        """Each retry: one folded warning per cause, then the caller's hook."""
+    def _retried(self, event: RetryEvent, key: str | None = None) -> None:
+        """Each retry: one folded warning per cause, then the caller's hook.
+
+        A retry folded into a count is still logged at DEBUG: one record per retry.
+        ``key`` is the message's :attr:`Sms.key` (for a send that has one).
+        """
         error = event.error
-        self._folded.log(
-            f"{event.operation} {type(error).__name__}",
-            logging.WARNING,
+        message = (
             f"{event.operation} attempt {event.attempt} failed, trying again in "
-            f"{event.wait:.3f} s: {type(error).__name__}: {error}",
-            {
-                "vortext_operation": event.operation,
-                "vortext_attempt": event.attempt,
-                "vortext_wait": event.wait,
-                "vortext_error": type(error).__name__,
-            },
+            f"{event.wait:.3f} s: {type(error).__name__}: {error}"
         )
+        fields: dict[str, object] = {
+            "vortext_operation": event.operation,
+            "vortext_attempt": event.attempt,
+            "vortext_wait": event.wait,
+            "vortext_error": type(error).__name__,
+        }
+        if key is not None:
+            fields["vortext_message_key"] = key
+        cause = f"{event.operation} {type(error).__name__}"
+        folded = not self._folded.log(cause, logging.WARNING, message, fields)
+        if folded and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", message, extra={"vortext_cause": cause, **fields})
         if self._telemetry is not None:
             self._telemetry.retried(error, event.operation)
         if self._on_retry is not None:
@@ -835,32 +923,22 @@ def _basic_auth(username: str, password: str) -> SecretStr:
     return SecretStr("Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
 
 
-_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")
-
-
-def _redact_url(url: str) -> str:
-    """``url`` with everything between its scheme and its last ``@`` hidden.
-
-    With no ``//``, as in ``user:password@host``, a URL parser takes ``user`` for the
-    scheme and the password for the path: so all that precedes the ``@`` goes.
-    """
-    if "@" not in url:
-        return url
-    scheme = _SCHEME.match(url)
-    return f"{scheme.group() if scheme else ''}***@{url.rpartition('@')[2]}"
-
-
 def _check_base_url(url: str) -> str:
     parts = urlsplit(url)
     if "@" in url and (parts.username or parts.password or not parts.netloc):
         raise ConfigurationError(
-            f"base_url must not contain credentials, not {_redact_url(url)!r}; "
+            f"base_url must not contain credentials, not {redact_url(url)!r}; "
             "pass username= and password="
+        )
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ConfigurationError(
+            f"base_url must not have a query or a fragment, not {redact_url(url)!r}: "
+            "the API's paths are appended to it"
         )
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigurationError(
             f"base_url must be an http(s) URL such as {_api.INTERNET_BASE_URL!r}, "
-            f"not {_redact_url(url)!r}"
+            f"not {redact_url(url)!r}"
         )
     return url.rstrip("/")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.v import format_exception
 
 from ._errors import InvalidRequestError, InvalidResponseError
-from ._models import PushReply, PushResponse, SentSms, ServiceStatus, Sms, SmsDetail
+from ._models import JSONObject, PushReply, PushResponse, SentSms, ServiceStatus, Sms, SmsDetail
 
 __all__ = [
     "converter",
@@ -80,14 +81,27 @@ def _structure_str(value: Any, _: Any) -> str:
     return value
 
 
-def _structure_object(value: Any, _: Any) -> Mapping[str, Any]:
+def _structure_object(value: Any, _: Any) -> JSONObject:
     if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
         raise TypeError(f"expected a JSON object, got {type(value).__name__} {value!r}")
     return dict(value)
 
 
 converter.register_structure_hook(str, _structure_str)
-converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], _structure_object)
+
+
+def _is_json_object(type_: object) -> bool:
+    # ``JSONObject`` as the record's annotation resolves to: its recursive value
+    # type comes back unfolded one level, so it is recognised by shape.
+    if type_ == JSONObject:
+        return True
+    if typing.get_origin(type_) is not Mapping or typing.get_args(type_)[:1] != (str,):
+        return False
+    values = typing.get_args(typing.get_args(type_)[1])
+    return {str, int, float, bool, type(None)} <= set(values)
+
+
+converter.register_structure_hook_func(_is_json_object, _structure_object)
 converter.register_structure_hook(_dt.datetime, lambda value, _: parse_date(value))
 converter.register_unstructure_hook(_dt.datetime, format_date)
 

@@ -43,7 +43,10 @@ from __future__ import annotations
 
 import reprlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import JSONValue  # records and errors import nothing of ours at run time
 
 __all__ = [
     "AuthenticationError",
@@ -289,11 +292,12 @@ class HTTPStatusError(VortextError):
             # have taken the SMS, then pointed elsewhere.  Never followed, never resent.
             self.certainly_not_sent = False
 
-    def json(self) -> Any:
+    def json(self) -> JSONValue:
         """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
         import json
 
-        return json.loads(self.body)
+        value: JSONValue = json.loads(self.body)
+        return value
 
 
 class BadRequestError(HTTPStatusError):

@@ -35,14 +35,14 @@ __all__ = ["LearnedRateLimiter"]
 logger = logging.getLogger("vortext_async.limiter")
 
 _NS: Final = 1_000_000_000
-#: Grants remembered to learn from (their instants); more only sharpen a high rate.
 _HISTORY: Final = 65_536
-#: The learned rate is used at this share: a margin for the server's counting jitter.
+"""Grants remembered to learn from (their instants); more only sharpen a high rate."""
 MARGIN: Final = 0.9
-#: Multiplicative decrease of the rate on a refusal once paced.
+"""The learned rate is used at this share: a margin for the server's counting jitter."""
 DECREASE: Final = 0.8
-#: Additive increase per quiet span, as a share of the first learned rate.
+"""Multiplicative decrease of the rate on a refusal once paced."""
 INCREASE: Final = 0.02
+"""Additive increase per quiet span, as a share of the first learned rate."""
 
 
 class _Acquire:

@@ -34,10 +34,10 @@ __all__ = [
     "show_phone_numbers",
 ]
 
-#: The environment variable that turns on a stderr handler: ``debug``, ``info``, ``warning``.
 ENV_LOG: Final = "VORTEXT_LOG"
-#: Set to ``1`` to log phone numbers in full (default: masked to the last 4 digits).
+"""The environment variable that turns on a stderr handler: ``debug``, ``info``, ``warning``."""
 ENV_LOG_PHONE_NUMBERS: Final = "VORTEXT_LOG_PHONE_NUMBERS"
+"""Set to ``1`` to log phone numbers in full (default: masked to the last 4 digits)."""
 
 _ROOT: Final = "vortext_async"
 _LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -131,17 +131,21 @@ class FoldedLog:
 
     def log(
         self, cause: str, level: int, message: str, extra: Mapping[str, object] | None = None
-    ) -> None:
-        """Log ``message`` now, or count it in the current fold of ``cause``."""
+    ) -> bool:
+        """Log ``message`` now, or count it in the current fold of ``cause``.
+
+        Returns whether ``message`` was logged as it is, on a line of its own (False:
+        folded into a count, or ``level`` is off).
+        """
         if not self.logger.isEnabledFor(level):
-            return
+            return False
         now = self._clock.now_ns()
         fold = self._folds.get(cause)
         if fold is not None and now - fold.first_ns < self._width:
             fold.count += 1
             fold.level, fold.message = level, message
             fold.extra = dict(extra) if extra else {}
-            return
+            return False
         if fold is not None and fold.count:
             # A steady stream: this event closes the fold, counted in its line.
             fold.count += 1
@@ -149,10 +153,11 @@ class FoldedLog:
             fold.extra = dict(extra) if extra else {}
             self._emit(cause, fold, now)
             self._folds[cause] = _Fold(now)
-            return
+            return False
         self._folds[cause] = _Fold(now)
         fields = {"vortext_cause": cause, "vortext_count": 1, **(extra or {})}
         self.logger.log(level, "%s", message, extra=fields)
+        return True
 
     def flush(self) -> None:
         """Log the counts still folded (at the client's close)."""

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
 
 import attrs
 
 __all__ = [
+    "JSONObject",
+    "JSONValue",
     "Outcome",
     "PushReply",
     "PushResponse",
@@ -29,10 +31,16 @@ __all__ = [
     "SmsDetail",
 ]
 
-Metadata = Mapping[str, Any]
+JSONValue: TypeAlias = (
+    str | int | float | bool | Sequence["JSONValue"] | Mapping[str, "JSONValue"] | None
+)
+"""A JSON value as Python holds it: what ``json.loads`` gives, or any mapping and sequence."""
+
+JSONObject: TypeAlias = Mapping[str, JSONValue]
+"""A JSON object: ``metadata``, and the fields a record keeps in ``extra``."""
 
 
-def _extra() -> Any:
+def _extra() -> Any:  # attrs' field, typed as its value (a private helper)
     return attrs.field(factory=dict, kw_only=True, repr=False)
 
 
@@ -48,7 +56,7 @@ class Sms:
 
     phone_number: str
     message: str
-    metadata: Metadata | None = attrs.field(default=None, kw_only=True)
+    metadata: JSONObject | None = attrs.field(default=None, kw_only=True)
     key: str | None = attrs.field(default=None, kw_only=True)
 
 
@@ -57,7 +65,7 @@ class SentSms:
     """The server's answer to a send: it accepted the SMS under ``message_id``."""
 
     message_id: str
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, JSONValue] = _extra()
 
 
 @attrs.frozen
@@ -77,9 +85,9 @@ class SmsDetail:
     """The recipient (``phoneNumber``)."""
     message: str | None = None
     """The text sent (``message``)."""
-    metadata: Metadata | None = attrs.field(default=None, kw_only=True)
+    metadata: JSONObject | None = attrs.field(default=None, kw_only=True)
     """The caller's own JSON object given with the send, as the server kept it."""
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, JSONValue] = _extra()
     """Fields the server sent that are not named above (wire names, raw JSON values)."""
 
 
@@ -93,7 +101,7 @@ class ServiceStatus:
     """
 
     status: str | None = attrs.field(default=None, kw_only=True)
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, JSONValue] = _extra()
 
 
 @attrs.frozen
@@ -102,7 +110,7 @@ class PushReply:
 
     content: str
     answered_at: _dt.datetime
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, JSONValue] = _extra()
 
 
 @attrs.frozen
@@ -117,7 +125,7 @@ class PushResponse:
     """What the recipient wrote, and when."""
     message: SmsDetail = attrs.field(factory=SmsDetail)
     """The SMS they answered, as far as the body describes it."""
-    extra: Mapping[str, Any] = _extra()
+    extra: Mapping[str, JSONValue] = _extra()
     """Fields of the body not named above."""
 
 

@@ -37,7 +37,9 @@ provisional bound.  Hence:
 - every call given up is released as soon as Redis answers again (before this
   process's next acquire, and by a background retry after 1 s, then 2, 4... 30): the
   release removes its tokens if it ran, and sets a tombstone (``x:<call id>``, 20
-  minutes) that makes the script grant nothing if it runs after the release;
+  minutes) that makes the script grant nothing if it runs after the release.  The
+  next acquire also waits for a release the background task has out, so that it
+  reaches Redis after it, never on another connection ahead of it;
 - a call answered with an error (READONLY, NOPERM, OOM, MOVED) took nothing, as
   Redis refuses the script at its first write at the latest; it is released all
   the same (one cheap call), which also covers an error of the script itself.
@@ -58,7 +60,6 @@ from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -70,8 +71,9 @@ from ._errors import (
     WaitBudgetExceededError,
 )
 from ._limiter import Limiter, LimiterState, Permit, RateLimit, WindowState
+from ._redact import redact_url
 
-__all__ = ["RedisRateLimiter", "redact_url"]
+__all__ = ["RedisRateLimiter"]
 
 logger = logging.getLogger("vortext_async.limiter")
 
@@ -196,18 +198,6 @@ if current >= until_ then return current end
 redis.call('SET', KEYS[1], until_, 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
 return until_
 """
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class _Unavailable(Exception):
@@ -404,6 +394,9 @@ class RedisRateLimiter:
         self._in_flight = 0
         self._pending: list[str] = []
         self._given_up: deque[_GivenUp] = deque()
+        # Held while a release of calls given up is out: the calls it took from
+        # `_given_up` are then in neither place, and an acquire must wait for it.
+        self._releasing = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         # last answer of Redis, for state() and estimated_wait()
         self._seen_left: tuple[int, ...] = tuple(n for n, _ in self._windows)
@@ -528,6 +521,12 @@ class RedisRateLimiter:
         except TimeoutError:
             raise self._no_answer() from None
         except (RedisError, OSError) as e:  # ResponseError too: READONLY, NOPERM, OOM, MOVED...
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancellation redis-py lost on the way (it sends through
+                # asyncio.wait_for, which before Python 3.12 can swallow one): honour
+                # it, or the flusher would retry forever and aclose() never end.
+                raise asyncio.CancelledError from e
             raise _Unavailable(f"{type(e).__name__}: {e}") from e
 
     def _no_answer(self) -> _Unavailable:
@@ -642,7 +641,9 @@ class RedisRateLimiter:
         self._asking = True
         try:
             async with asyncio.timeout(self._redis_timeout):
-                if self._given_up:
+                # Also a release the flusher has out: otherwise this ask could
+                # reach Redis first and count a phantom token as held.
+                while self._given_up or self._releasing.locked():
                     await self._release_given_up()
                 return await self._ask(batch)
         except TimeoutError:
@@ -780,21 +781,27 @@ class RedisRateLimiter:
     async def _release_given_up(self) -> None:
         """Free the tokens of calls given up, and bar those calls if they run later.
 
-        Raises ``_Unavailable`` (keeping them for the next try) when Redis fails.
+        One release at a time (the flusher's or the driver's): returns once the
+        one already out, if any, has ended, and then Redis has run it or the calls
+        are back in ``_given_up``.  Raises ``_Unavailable`` (keeping them for the
+        next try) when Redis fails.
         """
-        calls: list[_GivenUp] = []
-        tokens = 0
-        while self._given_up and tokens < _GIVEN_UP_PER_CALL:
-            call = self._given_up.popleft()
-            calls.append(call)
-            tokens += len(call.members)
-        releases = [x for call in calls for member in call.members for x in ("r", member, "0")]
-        try:
-            await self._call(
-                "settle",
-                [*self._keys, *(call.tombstone for call in calls)],
-                [len(self._keys), _TOMBSTONE_MS, *self._widths, *releases],
-            )
-        except BaseException:
-            self._given_up.extendleft(reversed(calls))
-            raise
+        async with self._releasing:
+            calls: list[_GivenUp] = []
+            tokens = 0
+            while self._given_up and tokens < _GIVEN_UP_PER_CALL:
+                call = self._given_up.popleft()
+                calls.append(call)
+                tokens += len(call.members)
+            if not calls:
+                return
+            releases = [x for call in calls for member in call.members for x in ("r", member, "0")]
+            try:
+                await self._call(
+                    "settle",
+                    [*self._keys, *(call.tombstone for call in calls)],
+                    [len(self._keys), _TOMBSTONE_MS, *self._widths, *releases],
+                )
+            except BaseException:
+                self._given_up.extendleft(reversed(calls))
+                raise

@@ -252,8 +252,9 @@ async def call_with_retries(
     ``attempts`` set to the number of attempts made, except for a send an earlier
     attempt of which may have been accepted (opted-in ``retry_uncertain_sends``) and
     a later one refused: that is ``UncertainSendError`` with the refusal as its cause.
-    Each retry is logged at DEBUG (logger ``vortext_async.retry``) and passed to
-    ``on_retry``.  Cancellation propagates at once.
+    Each retry is passed to ``on_retry``, which reports it (the client logs it);
+    without a hook it is logged at DEBUG (logger ``vortext_async.retry``).
+    Cancellation propagates at once.
 
     Once ``closing`` is set, a wait between attempts ends at once (or is not started)
     and the call raises ``ClientClosedError`` chained to the last attempt's error;
@@ -309,18 +310,20 @@ async def _retry(
         assert isinstance(error, VortextError)
         history.append(error)
         event = RetryEvent(state.attempt_number, state.upcoming_sleep, error, operation)
-        # DEBUG: one line per retry; the client folds its warnings by cause.
-        logger.debug(
-            "%s attempt %d of %d failed, retrying in %.3f s: %s: %s",
-            operation,
-            event.attempt,
-            policy.attempts,
-            event.wait,
-            type(error).__name__,
-            error,
-            extra={"vortext_attempt": event.attempt, "vortext_wait": event.wait},
-        )
-        if on_retry is not None:
+        if on_retry is None:
+            # DEBUG: one line per retry.  A hook reports it instead (the client logs
+            # it once, with the message's key): not twice.
+            logger.debug(
+                "%s attempt %d of %d failed, retrying in %.3f s: %s: %s",
+                operation,
+                event.attempt,
+                policy.attempts,
+                event.wait,
+                type(error).__name__,
+                error,
+                extra={"vortext_attempt": event.attempt, "vortext_wait": event.wait},
+            )
+        else:
             try:
                 on_retry(event)
             except Exception:

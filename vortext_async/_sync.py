@@ -50,7 +50,16 @@ from . import (
 
 if TYPE_CHECKING:
     # The types only (aliases naming httpx's and httpx2's classes): nothing imported.
-    from ._http import HttpClient, HttpLibrary, HttpLimits, HttpTimeout, HttpTransport
+    from ._http import (
+        Cert,
+        HttpClient,
+        HttpLibrary,
+        HttpLimits,
+        HttpTimeout,
+        HttpTransport,
+        ProxyUrl,
+        Verify,
+    )
 
 __all__ = ["BulkJob", "VortextClient"]
 
@@ -262,7 +271,10 @@ def _blocking_bulk(
                 options.update(value)
             elif name not in ("self", "messages"):
                 options[name] = value
-        return BulkJob(self._runner, client, arguments["messages"], options)
+        messages = arguments["messages"]
+        return BulkJob._start(
+            self._runner, messages, lambda source: client.send_bulk(source, **options)
+        )
 
     _own(send_bulk, method)
     send_bulk.__doc__ = """Send many messages at the account's pace; iterate the job for results.
@@ -317,8 +329,14 @@ class VortextClient:
             a send whose caller stopped waiting.
         http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` to use.
         http_library: ``"auto"``, ``"httpx"`` or ``"httpx2"``.
-        transport: a transport for the client built here (``"aiohttp"``: the fast one).
+        transport: what carries the requests: ``"auto"`` (the direct aiohttp path),
+            ``"aiohttp"``, ``"httpx"`` (httpcore) or a transport object.
         limits: connection pool limits of the client built here.
+        proxy: a proxy for every request (its credentials never shown).
+        verify: TLS verification: True (certifi's CA bundle), a CA bundle path, an
+            ``ssl.SSLContext``, or False.
+        cert: a client certificate (a PEM file, or certificate and key files).
+        trust_env: read the proxies (``HTTPS_PROXY``, ``NO_PROXY``...) from the environment.
         clock: the clock and sleep of the limiter and the retries.
     """
 
@@ -343,8 +361,12 @@ class VortextClient:
         on_background_result: Callable[[SendResult], object] | None = None,
         http_client: HttpClient | None = None,
         http_library: HttpLibrary = "auto",
-        transport: HttpTransport | None = None,
+        transport: HttpTransport | None = "auto",
         limits: HttpLimits | None = None,
+        proxy: ProxyUrl | None = None,
+        verify: Verify = True,
+        cert: Cert | None = None,
+        trust_env: bool = True,
         clock: Clock | None = None,
     ) -> None:
         options = {
@@ -354,6 +376,8 @@ class VortextClient:
         }
         if password:  # a frame of a failed construction shows '<redacted>'
             password = _Redacted(password)
+        if proxy is not None:  # its credentials too
+            options["proxy"] = proxy = _Redacted(str(proxy))
 
         async def build() -> AsyncVortextClient:
             return AsyncVortextClient(username, password, **options)
@@ -456,14 +480,32 @@ class BulkJob:
     has ended.  ``with`` closes it on exit.  Ctrl-C while waiting for a result stops
     the job (messages still waiting for the rate limit end FAILED, sends in flight get
     ``grace`` seconds) and re-raises ``KeyboardInterrupt`` with the summary in a note.
+
+    Made by :meth:`VortextClient.send_bulk`; it cannot be built directly.
     """
 
-    def __init__(
+    def __init__(self) -> None:
+        raise TypeError(
+            "a blocking BulkJob is made by vortext_async.sync.VortextClient.send_bulk()"
+        )
+
+    @classmethod
+    def _start(
+        cls,
+        runner: _LoopThread,
+        messages: Iterable[Sms] | AsyncIterable[Sms],
+        begin: Callable[[Iterable[Sms] | AsyncIterable[Sms]], AsyncBulkJob],
+    ) -> BulkJob:
+        """Start ``begin(source)`` (the asyncio job) on ``runner``'s loop, fed ``messages``."""
+        job = cls.__new__(cls)
+        job._begin(runner, messages, begin)
+        return job
+
+    def _begin(
         self,
         runner: _LoopThread,
-        client: AsyncVortextClient,
         messages: Iterable[Sms] | AsyncIterable[Sms],
-        options: dict[str, Any],
+        begin: Callable[[Iterable[Sms] | AsyncIterable[Sms]], AsyncBulkJob],
     ) -> None:
         self._runner = runner
         # The loop asks the caller's thread for each message: (future for the answer).
@@ -479,7 +521,7 @@ class BulkJob:
             source = self._fed() if self._input is not None else messages
 
         async def start() -> tuple[AsyncBulkJob, AsyncIterator[SendResult]]:
-            job = client.send_bulk(source, **options)
+            job = begin(source)
             return job, aiter(job)
 
         self._job, self._results = runner.run(start())

@@ -16,7 +16,8 @@ Instruments (meter ``vortext_async``):
 
 A span ``vortext.send_sms`` (kind CLIENT) per send, with ``vortext.outcome`` and
 ``vortext.attempts``, and ``error.type`` when not sent: never the phone number, the
-text or the metadata.  It is current while the send runs, so HTTP instrumentation
+text or the metadata.  A send refused for bad input before any attempt is a send too
+(``failed``, no attempt).  It is current while the send runs, so HTTP instrumentation
 spans nest under it.
 """
 
@@ -154,15 +155,37 @@ class Telemetry:
         finally:
             if self.metrics:
                 self.in_flight.add(-1)
-                self.sends.add(1, attributes)
-                self.duration.record((self._clock.now_ns() - start) / _NS, attributes)
-            if span is not None:
-                span.set_attribute("vortext.outcome", attributes["outcome"])
-                span.set_attribute("vortext.attempts", attempts)
-                if error_type is not None:
-                    span.set_attribute("error.type", error_type)
-                    span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error_type))
-                span.end()
+            self._finish(start, span, attributes, attempts, error_type)
+
+    def refused(self, error: BaseException, start_ns: int) -> None:
+        """A send refused before its first attempt (bad input, begun at ``start_ns``).
+
+        It counts as any send does: one ``failed`` point of ``vortext.sends`` and of
+        ``vortext.send.duration``, and a span with no attempt.
+        """
+        span = None
+        if self.tracer is not None:
+            span = self.tracer.start_span("vortext.send_sms", kind=self._trace.SpanKind.CLIENT)
+        self._finish(start_ns, span, _FAILED, 0, type(error).__name__)
+
+    def _finish(
+        self,
+        start: int,
+        span: Any,
+        attributes: dict[str, str],
+        attempts: int,
+        error_type: str | None,
+    ) -> None:
+        if self.metrics:
+            self.sends.add(1, attributes)
+            self.duration.record((self._clock.now_ns() - start) / _NS, attributes)
+        if span is not None:
+            span.set_attribute("vortext.outcome", attributes["outcome"])
+            span.set_attribute("vortext.attempts", attempts)
+            if error_type is not None:
+                span.set_attribute("error.type", error_type)
+                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error_type))
+            span.end()
 
 
 def _is_real(provider: object, *placeholders: object) -> bool:

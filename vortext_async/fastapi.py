@@ -85,10 +85,21 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import FrameType
-from typing import Annotated, Any, Unpack
+from typing import Annotated, Any, TypeAlias, TypeVar, Unpack, cast
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+try:
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.responses import JSONResponse
+except ImportError as _error:
+    if (_error.name or "").partition(".")[0] not in {"fastapi", "starlette", "pydantic"}:
+        raise
+    # A module cannot fail "at construction": its import is the first use, so the
+    # clear error is an ImportError naming the pip line (as `vortext` does for `cli`).
+    raise ModuleNotFoundError(
+        f"vortext_async.fastapi needs the 'fastapi' extra ({_error.name} is not installed): "
+        "pip install 'vortext-async[fastapi]'",
+        name=_error.name,
+    ) from _error
 
 from . import (
     ClientClosedError,
@@ -121,11 +132,21 @@ REDIS_URL_ENV = "VORTEXT_REDIS_URL"
 """A Redis URL here makes every worker of the app share the account's caps."""
 _DRAIN_ATTRIBUTE = "vortext_drain"
 
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+State = TypeVar("State")
+"""What a lifespan yields: ``None``, or the state it gives the requests (a mapping)."""
+Lifespan: TypeAlias = Callable[[FastAPI], AbstractAsyncContextManager[State]]
+"""A lifespan of ``FastAPI(lifespan=...)`` that yields a ``State``."""
 
-# ASGI, typed as Starlette types it, so ``app.add_middleware(CancelOnDisconnect)`` checks.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+# ASGI as the code inside reads it (Starlette's types).
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+
+# What ``__call__`` declares: values of any type, as the ASGI server gives them (the
+# server's own ``Any`` types accept it); the code inside reads them as ``_Scope``.
+Scope = MutableMapping[str, object]
+Message = MutableMapping[str, object]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -134,11 +155,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def vortext_lifespan(
     *,
     redis_url: str | None = None,
-    lifespan: Lifespan | None = None,
+    lifespan: Lifespan[State] | None = None,
     client_factory: Callable[[], VortextClient] | None = None,
     drain_on_signals: bool = True,
     **client_options: Unpack[ClientOptions],
-) -> Lifespan:
+) -> Lifespan[State]:
     """A lifespan for ``FastAPI(lifespan=...)`` owning one :class:`VortextClient`.
 
     ``rate_limit=`` (in ``client_options``) is the account's caps, or a limiter of
@@ -160,7 +181,7 @@ def vortext_lifespan(
     """
 
     @asynccontextmanager
-    async def run(app: FastAPI) -> AsyncIterator[Any]:
+    async def run(app: FastAPI) -> AsyncIterator[State]:
         if client_factory is not None:
             client = client_factory()
         else:
@@ -172,7 +193,9 @@ def vortext_lifespan(
             drain.chain_signals()
         try:
             if lifespan is None:
-                yield None
+                # No lifespan of yours: no state (``State`` is then unsolved for a
+                # checker, which FastAPI takes as a lifespan yielding None).
+                yield cast(State, None)
             else:
                 async with lifespan(app) as state:
                     yield state
@@ -412,16 +435,16 @@ class CancelOnDisconnect:
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=1)  # one message read ahead
+        inbox: asyncio.Queue[_Message] = asyncio.Queue(maxsize=1)  # one message read ahead
         responded = False
         hung_up = False
 
-        async def app_receive() -> Message:
+        async def app_receive() -> _Message:
             if hung_up and inbox.empty():
                 return {"type": "http.disconnect"}
             return await inbox.get()
 
-        async def app_send(message: Message) -> None:
+        async def app_send(message: _Message) -> None:
             nonlocal responded
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 responded = True

@@ -200,6 +200,62 @@ async def test_a_changed_message_takes_only_the_key_of_a_failed_one(
     assert stored == (("attempting", after) if replaced else (state, before))
 
 
+async def test_a_refused_changed_message_says_what_to_do(
+    client: VortextClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "job.db"
+    wrong = Sms("+33 not a number", "hello", key="row-7")
+    await collect(send_bulk(client, [wrong], journal=path))
+    fixed = Sms(phone(7), "hello", key="row-7")
+    # Without the option, the refusal names it: the earlier send failed, so it applies.
+    (refused,) = await collect(send_bulk(client, [fixed], journal=path))
+    assert refused.outcome is Outcome.FAILED
+    assert "'row-7'" in str(refused.error)
+    assert "replace_changed=True" in str(refused.error)
+    assert "--replace-changed" in str(refused.error)
+    await collect(send_bulk(client, [fixed], journal=path, replace_changed=True))
+    message_id = emulator.messages()[0].message_id
+
+    # Once sent, the option cannot help: the refusal says why, and what to do instead.
+    other = Sms(phone(8), "hello", key="row-7")
+    for replace_changed, why in [
+        (True, "replaces only a message whose send failed"),
+        (False, "was the input reordered"),
+    ]:
+        job = send_bulk(client, [other], journal=path, replace_changed=replace_changed)
+        (kept,) = await collect(job)
+        text = str(kept.error)
+        assert kept.outcome is Outcome.FAILED
+        assert f"already sent (message id {message_id})" in text
+        assert why in text
+        assert "a new key" in text or "a key of its own" in text
+        assert "replace_changed=True" not in text  # it would not help here
+    assert len(emulator.messages()) == 1
+
+
+@pytest.mark.parametrize("state", ["uncertain", "attempting"])
+async def test_a_changed_message_refused_with_replace_changed_says_it_may_have_been_sent(
+    tmp_path: Path, state: str
+) -> None:
+    path = tmp_path / "job.db"
+    first = Journal(path)
+    await first.open()
+    await first.claim("k:a", fingerprint(phone(0), "hello"), phone(0))
+    if state != "attempting":
+        await first.settle("k:a", state, reason="timed out")
+    await first.aclose()
+    replacing = Journal(path, replace_changed=True)
+    await replacing.open()
+    claim = await replacing.claim("k:a", fingerprint(phone(0), "hello, fixed"), phone(0))
+    await replacing.aclose()
+    assert claim.kind is ClaimKind.MISMATCH
+    assert claim.reason is not None
+    assert "may have been sent" in claim.reason
+    assert "replaces only a message whose send failed" in claim.reason
+    assert "a new key" in claim.reason
+    assert "reordered" not in claim.reason
+
+
 async def test_an_unclaimed_replacement_puts_the_old_message_back(tmp_path: Path) -> None:
     path = tmp_path / "job.db"
     before, after = fingerprint(phone(0), "hello"), fingerprint(phone(1), "hello")

@@ -125,7 +125,10 @@ def test_a_missing_credential_fails_at_construction(
         VortextClient(user, password)
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "messages.cloud.cegedim.com", "https://u:p@host"])
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://x", "messages.cloud.cegedim.com", "https://u:p@host", "https://h/?a=1", "https://h/#f"],
+)
 def test_a_bad_base_url_is_refused(url: str) -> None:
     with pytest.raises(ConfigurationError, match="base_url"):
         VortextClient(USER, PASSWORD, base_url=url)

@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from tests.support.edge_server import EdgeServer
+from tests.support.faults import EdgeServer
 from vortext_async import (
     Outcome,
     RateLimit,

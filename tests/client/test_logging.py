@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from tests.support.clock import RecordingClock
-from vortext_async import Sms, VortextClient
+from vortext_async import RetryPolicy, ServerError, Sms, VortextClient
 from vortext_async._logging import FoldedLog, mask_phone
+from vortext_async.emulator import Emulator
+from vortext_async.testing import VirtualClock, emulator_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,8 +73,10 @@ def test_vortext_log_turns_on_a_readable_stderr_handler() -> None:
         for line in lines
     ), lines
     assert not any("DEBUG" in line for line in lines)  # info: no per-retry debug lines
-    debug = _run({"VORTEXT_LOG": "debug"}).stderr
-    assert "DEBUG vortext_async.retry] send attempt 1 of 5 failed, retrying in" in debug
+    debug = _run({"VORTEXT_LOG": "debug"}).stderr.splitlines()
+    retried = [line for line in debug if "attempt 1" in line]  # the one retry: one line
+    assert len(retried) == 1, debug
+    assert "WARNING vortext_async.client] send attempt 1 failed, trying again in" in retried[0]
 
 
 def test_a_stream_of_one_warning_is_folded_into_one_line_per_interval(
@@ -148,3 +152,31 @@ async def test_a_send_finished_in_the_background_is_logged_with_the_number_maske
     )
     fields = (record.vortext_outcome, record.vortext_message_id, record.vortext_message_key)  # type: ignore[attr-defined]
     assert fields == ("sent", "m-late", "order-42")
+
+
+async def test_each_retry_is_logged_once_with_the_message_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="vortext_async")
+    clock = VirtualClock()
+    emulator = Emulator(users={"demo": "demo"}, error_rate=1.0, error_statuses=(503,))
+    policy = RetryPolicy(attempts=4, jitter=0)
+    async with emulator_client(emulator, clock=clock, retry=policy) as client:
+        with pytest.raises(ServerError):
+            await client.send(Sms("+33611272727", "hi", key="order-42"))
+        with pytest.raises(ServerError):
+            await client.send_sms("+33611272727", "hi")  # no key: no key field
+    lines = [r for r in caplog.records if "attempt" in r.getMessage()]
+    [folded] = [r for r in lines if "more like this" in r.getMessage()]  # at close
+    assert folded.vortext_count == 5  # type: ignore[attr-defined]
+    retries = [r for r in lines if r is not folded]
+    # 3 retries per send, one record each: the first of its cause a warning (folded
+    # after), the others at DEBUG; nothing more from the retry module.
+    assert [(r.name, r.levelno) for r in retries] == [
+        ("vortext_async.client", logging.WARNING),
+        *[("vortext_async.client", logging.DEBUG)] * 5,
+    ]
+    assert [r.vortext_attempt for r in retries] == [1, 2, 3, 1, 2, 3]  # type: ignore[attr-defined]
+    keys = [getattr(r, "vortext_message_key", None) for r in retries]
+    assert keys == ["order-42"] * 3 + [None] * 3
+    assert all(r.vortext_cause == "send ServerError" for r in retries)  # type: ignore[attr-defined]

@@ -315,3 +315,10 @@ def test_ctrl_c_during_a_bulk_job_stops_it_and_says_how_it_ended():
     assert summary.stopped
     # The one in flight was cut (UNCERTAIN); nothing else was read, nothing was sent.
     assert (summary.sent, summary.uncertain) == (0, 1)
+
+
+def test_a_blocking_bulk_job_is_made_by_send_bulk_only() -> None:
+    from vortext_async.sync import BulkJob
+
+    with pytest.raises(TypeError, match=r"send_bulk\(\)"):
+        BulkJob()

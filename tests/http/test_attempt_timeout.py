@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.edge_server import TRANSPORTS, EdgeServer, open_client
+from tests.support.faults import EdgeServer
+from tests.support.transports import TRANSPORTS, open_client
 from vortext_async import (
     DEFAULT_ATTEMPT_TIMEOUT,
     ConfigurationError,
@@ -84,9 +85,11 @@ async def test_a_dripping_answer_ends_the_send_at_attempt_timeout_as_uncertain(k
             assert cause.request_sent
             assert f"attempt_timeout={ATTEMPT:g} s" in str(cause)
             assert caught.value.attempts == 1  # never resent
-            server.wait_answered(1)
-            assert len(server.sends()) == 1
-            assert 0 < server.written[0] < server.drip_size  # cut before it was whole
+            server.run(server.wait_answered(1))
+            [sent] = server.sends()
+            assert sent.written is not None
+            assert sent.answer_size is not None
+            assert 0 < sent.written < sent.answer_size  # cut before it was whole
 
             # The limiter was told the very bound that cut the attempt, and its token
             # comes back W after the attempt settled (here, at virtual time 0), not before.

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.edge_server import TRANSPORTS, EdgeServer, open_client
+from tests.support.faults import EdgeServer
+from tests.support.transports import TRANSPORTS, open_client
 from vortext_async import (
     Outcome,
     RetryPolicy,

@@ -1,7 +1,8 @@
 """The aiohttp-backed transport (the fast send path), against real loopback servers.
 
-Every failure test runs over the default httpcore transport and over the aiohttp
-one and expects the same ``VortextError`` class with the same sent / not-sent /
+Every failure test runs over the default path (the direct aiohttp transport), over an
+aiohttp transport object handed in, and over httpcore (``transport="httpx"``), and
+expects the same ``VortextError`` class with the same sent / not-sent /
 uncertain meaning: the transport is a speed choice, never a change of meaning.
 """
 
@@ -31,15 +32,15 @@ from vortext_async import (
 from vortext_async.emulator import Emulator, serve_emulator
 
 NO_RETRY = RetryPolicy.no_retries()
-#: "aiohttp": the transport object handed in; "fast": ``transport="aiohttp"``.
-TRANSPORTS = ["default", "aiohttp", "fast"]
+#: "aiohttp": the transport object handed in; "httpx": httpcore, ``transport="httpx"``.
+TRANSPORTS = ["default", "aiohttp", "httpx"]
 
 
 def _client(transport: str, http_library: str, base_url: str, **options: Any) -> VortextClient:
     if transport == "aiohttp":
         options["transport"] = aiohttp_transport(http_library)
-    elif transport == "fast":
-        options["transport"] = "aiohttp"
+    elif transport == "httpx":
+        options["transport"] = "httpx"
     return VortextClient("acme", "s3cr3t", base_url=base_url, http_library=http_library, **options)
 
 

@@ -124,7 +124,10 @@ async def test_an_acl_user_without_the_keys_gets_noperm_cleanly(
     try:
         limiter = limiter_on(server.url_for("limited", "s3cret"))
         await assert_clean_error_answer(limiter, unretrieved, "NoPermissionError|NOPERM")
-        errors = await every_waiter_fails(limiter_on(server.url_for("limited", "s3cret")), 1)
+        # Closed before the user goes: else its flusher retries the release forever.
+        another = limiter_on(server.url_for("limited", "s3cret"))
+        errors = await every_waiter_fails(another, 1)
+        await another.aclose()
         assert "s3cret" not in str(errors[0])
     finally:
         await probe.execute_command("ACL", "DELUSER", "limited")
@@ -208,6 +211,31 @@ async def test_a_stopped_redis_ends_a_wait_at_its_max_wait() -> None:
             await limiter.aclose()
 
 
+async def test_a_cancellation_redis_py_loses_is_still_a_cancellation(server: RedisServer) -> None:
+    """redis-py sends through ``asyncio.wait_for``, which before Python 3.12 may swallow a
+    cancellation and go on to fail: the call must end cancelled, not "unavailable"
+    (the flusher retries on unavailable: cancelled so, it never ended)."""
+    limiter = limiter_on(server.url)
+    waiting = asyncio.Event()
+
+    async def loses_the_cancel(**_: Any) -> None:
+        waiting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # as wait_for can: the cancel is gone, an error follows
+            raise redis_asyncio.ConnectionError("Connection closed by server.") from None
+
+    limiter._connect()
+    limiter._scripts["pause"] = loses_the_cancel
+    pausing = asyncio.create_task(limiter.pause(1.0))
+    async with asyncio.timeout(HANG):
+        await waiting.wait()
+    pausing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pausing
+    await limiter.aclose()
+
+
 class Recording(RedisRateLimiter):
     """Keeps the arguments of every acquire call, to replay one by hand."""
 
@@ -239,19 +267,90 @@ async def test_a_call_that_ran_after_we_gave_up_holds_no_phantom_token() -> None
             async with asyncio.timeout(HANG):
                 await limiter.acquire(max_wait=2.0).__aenter__()
         # Resumed, Redis runs the script still in its socket buffer: without a
-        # release, its token would be held 60.25 s and this send refused.
+        # release, its token would be held 60.25 s and this send kept waiting.
         assert await probe.ping()
         async with asyncio.timeout(HANG):
-            async with limiter.acquire(max_wait=0.1) as permit:
+            async with limiter.acquire() as permit:
                 held = await probe.zrange(window, 0, -1)
                 permit.refund()
-        assert len(held) == 1  # this send's token only
+        assert len(limiter.calls) == 3  # granted at its first ask: no token in its way
+        assert held == [f"p:{limiter.calls[2][1][0]}-1"]  # this send's token only
         await limiter.aclose()
         assert await probe.zcard(window) == 0
         # The call given up, if it arrives now (a request Redis read late), takes nothing.
         keys, args = limiter.calls[1]
         answer = await probe.eval(_ACQUIRE, len(keys), *keys, *args)
         assert answer[0] == 0
+        assert await probe.zcard(window) == 0
+        await probe.aclose()
+
+
+class HeldRelease(Recording):
+    """Once ``gate`` is set, holds the next release of calls given up, as a slow link would.
+
+    It goes on once another task wants to release too (the acquire waiting for
+    it) or once an acquire has been answered (that acquire did not wait).
+    """
+
+    gate: asyncio.Event | None = None
+    held: asyncio.Task[Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settled = asyncio.Event()  # a settle answered: its connection back in the pool
+
+    async def _release_given_up(self) -> None:
+        if self.gate and self.held is not None and asyncio.current_task() is not self.held:
+            self.gate.set()
+        await super()._release_given_up()
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        releasing = script == "settle" and len(keys) > len(self._keys)  # it sets tombstones
+        if releasing and self.gate is not None and not self.gate.is_set():
+            self.held = asyncio.current_task()
+            await self.gate.wait()
+        answer = await super()._call(script, keys, args)
+        if script == "acquire" and self.gate is not None:
+            self.gate.set()
+        if script == "settle" and not releasing:
+            self.settled.set()
+        return answer
+
+
+async def test_the_next_acquire_waits_for_a_release_already_out() -> None:
+    """The background release is out when the next send asks: the ask goes after it.
+
+    Sent at once on another connection, the ask would reach Redis first and find
+    the phantom token of the call given up: this send told to wait and ask again.
+    """
+    with redis_server() as own:
+        probe = redis_asyncio.Redis.from_url(own.url, decode_responses=True)
+        window = "vortext:{acme}:w:1:250000"
+        limiter = HeldRelease(
+            RateLimit(windows=((1, 0.25),)),
+            own.url,
+            account="acme",
+            redis_timeout=0.2,
+            attempt_timeout=60.0,
+        )
+        async with limiter.acquire() as permit:  # connected, scripts loaded
+            permit.refund()
+        async with asyncio.timeout(HANG):
+            await limiter.settled.wait()  # so the next call finds a connection, and sends
+        limiter.gate = asyncio.Event()
+        with own.frozen(), pytest.raises(LimiterUnavailableError):
+            async with asyncio.timeout(HANG):
+                await limiter.acquire(max_wait=2.0).__aenter__()
+        async with asyncio.timeout(HANG):
+            while not await probe.zcard(window):  # resumed, Redis runs the call given up
+                await asyncio.sleep(0.01)
+            assert limiter.held is not None  # its release is out, held
+            async with limiter.acquire() as permit:
+                held = await probe.zrange(window, 0, -1)
+                permit.refund()
+        assert len(limiter.calls) == 3  # granted at its first ask, after the release
+        assert held == [f"p:{limiter.calls[2][1][0]}-1"]  # this send's token only
+        await limiter.aclose()
         assert await probe.zcard(window) == 0
         await probe.aclose()
 
@@ -314,7 +413,7 @@ def test_without_redis_installed_construction_says_which_extra() -> None:
         sys.modules["redis"] = None  # as if not installed: import redis fails
         import vortext_async
         from vortext_async import ConfigurationError, RateLimit
-        from vortext_async._redis_limiter import RedisRateLimiter
+        from vortext_async import RedisRateLimiter
         try:
             RedisRateLimiter(RateLimit(per_minute=10), "redis://h:6379/0", account="a")
         except ConfigurationError as error:

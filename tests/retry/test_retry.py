@@ -510,16 +510,22 @@ async def test_retry_after_on_the_cause_of_an_opted_in_uncertain_send_is_obeyed(
 # -- observability -------------------------------------------------------------------
 
 
-async def test_each_retry_is_logged_with_attempt_wait_and_cause(
+async def test_without_a_hook_each_retry_is_logged_with_attempt_wait_and_cause(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="vortext_async")
     errors = [connect(), status(503), status(429, retry_after=3)]
-    result, _, _, _ = await run(errors, policy=RetryPolicy(attempts=3, jitter=0))
-    assert result is errors[-1]
+    clock = RecordingClock()
+    with pytest.raises(VortextError) as raised:
+        await call_with_retries(
+            Script(errors, clock=clock),
+            operation="send",
+            policy=RetryPolicy(attempts=3, jitter=0),
+            clock=clock,
+        )
+    assert raised.value is errors[-1]
     records = [r for r in caplog.records if r.name == "vortext_async.retry"]
-    # Two retries: two lines (the final failure is raised, not logged as a retry);
-    # DEBUG: the client folds its warnings by cause.
+    # Two retries: two lines (the final failure is raised, not logged as a retry).
     assert [r.levelno for r in records] == [logging.DEBUG, logging.DEBUG]
     first, second = (r.getMessage() for r in records)
     assert "send attempt 1 of 3" in first
@@ -530,6 +536,15 @@ async def test_each_retry_is_logged_with_attempt_wait_and_cause(
     assert "0.500 s" in second
     assert "503" in second
     assert [(r.vortext_attempt, r.vortext_wait) for r in records] == [(1, 0.25), (2, 0.5)]  # type: ignore[attr-defined]
+
+
+async def test_a_hook_reports_each_retry_instead_of_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="vortext_async")
+    _, _, _, events = await run([connect(), status(503), "sent"])
+    assert [event.attempt for event in events] == [1, 2]
+    assert [r for r in caplog.records if r.name == "vortext_async.retry"] == []
 
 
 async def test_nothing_is_logged_without_a_retry(caplog: pytest.LogCaptureFixture) -> None:

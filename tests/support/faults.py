@@ -21,26 +21,39 @@ server *processed* it (it may have acted on it: an SMS it may have sent) or not
 It speaks just enough HTTP/1.1 for the client: keep-alive, ``Content-Length``
 bodies.  :func:`refused_url` gives an address where nothing listens.
 
-To add a behaviour (a dripped or huge body, a redirect...): a new ``Kind``, a class
-method on :class:`Fault` that builds it, and one branch in ``FaultServer._act``.
+:class:`EdgeServer` is the same server on an event loop of its own, in a thread (so
+it serves clients of several ``asyncio.run`` calls and of child processes alike),
+answering by the first segment of the request's path: a dripped answer, a huge one,
+a gzip bomb, a redirect...
+
+To add a behaviour: a new ``Kind``, a class method on :class:`Fault` that builds it,
+and one branch in ``FaultServer._act``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gzip
 import itertools
 import json
 import socket
+import ssl
 import struct
+import threading
+import zlib
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-__all__ = ["Fault", "FaultServer", "Received", "refused_url"]
+__all__ = ["EdgeServer", "Fault", "FaultServer", "Received", "gzip_bomb", "refused_url"]
+
+T = TypeVar("T")
+_CHUNK = 64 * 1024
 
 Kind = Literal[
     "answer",
@@ -51,6 +64,8 @@ Kind = Literal[
     "close_after_read",
     "reset_after_read",
     "hold",
+    "drip",
+    "stream",
 ]
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -65,6 +80,10 @@ class Fault:
     body: bytes = b""
     delay: float = 0.0
     """Seconds the server waits, once the request is read, before doing the rest."""
+    interval: float = 0.0
+    """Seconds between two bytes of a dripped answer."""
+    length: int = 0
+    """Bytes of a streamed body."""
 
     @classmethod
     def ok(cls) -> Fault:
@@ -114,6 +133,18 @@ class Fault:
         """Handle the request (processed) and never answer, until the client gives up."""
         return cls("hold")
 
+    @classmethod
+    def drip(cls, interval: float) -> Fault:
+        """A success (as :meth:`ok`), written one byte every ``interval`` seconds, status
+        line and headers included: each byte comes well within a read timeout."""
+        return cls("drip", interval=interval)
+
+    @classmethod
+    def stream(cls, length: int) -> Fault:
+        """A 200 whose ``Content-Length`` body is ``length`` bytes, written in 64 KiB
+        chunks (never held whole)."""
+        return cls("stream", length=length)
+
     def after(self, seconds: float) -> Fault:
         """The same, once the server has waited ``seconds`` after reading the request."""
         return replace(self, delay=seconds)
@@ -139,6 +170,10 @@ class Received:
     fault: Fault
     connection: int
     message_id: str | None = None
+    answer_size: int | None = None
+    """Bytes of the whole answer (status line, headers and body), once chosen."""
+    written: int | None = None
+    """Bytes of the answer written before the client left, once the answer ended."""
 
     @property
     def processed(self) -> bool:
@@ -161,10 +196,13 @@ class FaultServer:
 
     Args:
         default: what a request gets when the script is empty (a success).
+        tls: a server-side ``ssl.SSLContext``: serve HTTPS.
     """
 
-    def __init__(self, *, default: Fault | None = None) -> None:
+    def __init__(self, *, default: Fault | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.default = default if default is not None else Fault.ok()
+        self.tls = tls
+        """A server-side TLS context: the server speaks HTTPS (``url`` says so)."""
         self.requests: list[Received] = []
         self.port = 0
         self.connections_opened = 0
@@ -181,7 +219,7 @@ class FaultServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def script(self, *faults: Fault) -> None:
         """Queue what the next requests get, in order (then :attr:`default`)."""
@@ -222,12 +260,19 @@ class FaultServer:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: len(self.requests) >= count)
 
+    async def wait_answered(self, count: int, timeout: float = 5.0) -> None:
+        """Until ``count`` answers are written whole or cut by the client (a guard)."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(
+                lambda: sum(r.written is not None for r in self.requests) >= count
+            )
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self, *, port: int = 0) -> None:
         """Listen on ``port`` (0: a free one); nothing if already listening."""
         if self._server is None:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", port, ssl=self.tls)
             self.port = self._server.sockets[0].getsockname()[1]
 
     async def __aenter__(self) -> FaultServer:
@@ -308,55 +353,197 @@ class FaultServer:
             self._arrived.notify_all()
         if fault.delay:
             await asyncio.sleep(fault.delay)
-        return await self._act(fault, received, reader, writer)
+        out = _Out(writer)
+        try:
+            return await self._act(fault, received, reader, out)
+        finally:
+            async with self._arrived:  # never waits: the lock is only held to notify
+                received.written = out.written
+                self._arrived.notify_all()
 
     async def _act(
         self,
         fault: Fault,
         received: Received,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        out: _Out,
     ) -> bool:
         """Do what ``fault`` says; False when the connection is to be closed."""
         if fault.kind in ("close_unread", "close_after_read"):
             return False
         if fault.kind in ("reset_unread", "reset_after_read"):
-            _reset(writer)
+            _reset(out.writer)
             return False
         if fault.kind == "hold":
             # Never answer: wait for the client to give up (EOF) or the server to stop.
             await reader.read()
             return False
         if fault.kind == "raw":
-            writer.write(fault.body)
-            await writer.drain()
+            await out.send(fault.body)
             return False
-        if fault.kind == "ok":
+        if fault.kind == "stream":
+            head = _response(200, b"", (), length=fault.length)
+            received.answer_size = len(head) + fault.length
+            await out.send(head)
+            chunk = b"x" * _CHUNK
+            for left in range(fault.length, 0, -_CHUNK):
+                await out.send(chunk[: min(left, _CHUNK)])
+            return received.headers.get("connection", "").lower() != "close"
+        if fault.kind in ("ok", "drip"):
             status, payload = self._success(received)
             extra: tuple[tuple[str, str], ...] = ()
         else:
             status, payload, extra = fault.status, fault.body, fault.headers
-        writer.write(_response(status, payload, extra))
-        await writer.drain()
+        answer = _response(status, payload, extra)
+        received.answer_size = len(answer)
+        if fault.kind == "drip":
+            for byte in answer:
+                await out.send(bytes([byte]))
+                await asyncio.sleep(fault.interval)
+        else:
+            await out.send(answer)
         return received.headers.get("connection", "").lower() != "close"
 
     def _success(self, received: Received) -> tuple[int, bytes]:
         if received.method == "POST":
             received.message_id = f"m-{next(self._ids)}"
             return 200, json.dumps({"messageId": received.message_id}).encode()
-        if received.path == "/status":
+        if received.path.endswith("/status"):
             return 200, b'{"status": "OK"}'
         message_id = received.path.rsplit("/", 1)[-1]
         detail = {"messageId": message_id, "phoneNumber": "+33611272727", "message": "hello"}
         return 200, json.dumps(detail).encode()
 
 
-def _response(status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
+class EdgeServer(FaultServer):
+    """``with EdgeServer() as server:`` then ``server.url_for("drip-20")``, ``server.requests``.
+
+    A fault server on an event loop of its own, in a thread: it serves clients of
+    several ``asyncio.run`` calls and of child processes alike, and a test may block
+    on it (:meth:`run`).  What it does to a request is chosen by the first segment
+    of its path, so a client picks the edge through its ``base_url`` (``POST
+    /huge-50000000/sms`` for ``base_url=server.url_for("huge-50000000")``):
+
+    - ``ok``: 200 with a fresh ``messageId`` (to a send), ``{"status": "OK"}`` (to a read);
+    - ``drip-<ms>``: that success written one byte every ``<ms>`` milliseconds, status
+      line and headers included (every byte arrives well within a read timeout);
+    - ``huge-<bytes>``: a 200 whose body is ``<bytes>`` long, in 64 KiB chunks;
+    - ``bomb-<megabytes>``: a 200 with ``Content-Encoding: gzip`` whose body inflates to
+      ``<megabytes>`` MiB of zeros (about 1 KiB sent per MiB);
+    - ``gzip``, ``deflate`` (zlib-wrapped, as the RFC says), ``rawdeflate`` (sent as
+      ``deflate`` without the zlib wrapper, as some servers do), ``br`` (labelled
+      brotli, which the client does not ask for): as ``ok``, the body so encoded;
+    - ``fail-<bytes>``: a 500 whose body is ``<bytes>`` long;
+    - ``redirect-<status>``: that status with ``Location: /ok/sms`` (a place that would
+      accept the request, were it followed).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def url_for(self, edge: str) -> str:
+        """The base URL whose requests get ``edge``."""
+        return f"{self.url}/{edge}"
+
+    def sends(self) -> list[Received]:
+        """The ``POST`` requests seen, in order of arrival."""
+        return [r for r in list(self.requests) if r.method == "POST"]
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the server's loop from another thread, until it ends:
+        ``server.run(server.wait_answered(1))``."""
+        assert self._loop is not None, "the server is not running"
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def respond(self, received: Received) -> Fault:
+        edge = received.path.lstrip("/").split("/", 1)[0]
+        kind, _, arg = edge.partition("-")
+        if kind == "drip":
+            return Fault.drip(int(arg) / 1000)
+        if kind == "huge":
+            return Fault.stream(int(arg))
+        if kind == "bomb":
+            return Fault.answer(200, gzip_bomb(int(arg)), {"Content-Encoding": "gzip"})
+        if kind == "fail":
+            return Fault.answer(500, b"e" * int(arg))
+        if kind == "redirect":
+            return Fault.answer(int(arg), headers={"Location": "/ok/sms"})
+        if kind in _ENCODERS:
+            coding, encode = _ENCODERS[kind]
+            _, payload = self._success(received)
+            return Fault.answer(200, encode(payload), {"Content-Encoding": coding})
+        return Fault.ok()
+
+    def __enter__(self) -> EdgeServer:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.run(self.start())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._loop is not None
+        assert self._thread is not None
+        self.run(self.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        self._loop = self._thread = None
+
+
+@functools.cache
+def gzip_bomb(megabytes: int) -> bytes:
+    """A gzip member that inflates to ``megabytes`` MiB of zeros (computed once)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(1024 * 1024)
+    parts = [packer.compress(zeros) for _ in range(megabytes)]
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+_ENCODERS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "gzip": ("gzip", gzip.compress),
+    "deflate": ("deflate", zlib.compress),
+    "rawdeflate": ("deflate", _raw_deflate),
+    "br": ("br", lambda data: b"\x1b" + data),  # not brotli: never decoded anyway
+}
+
+
+class _Out:
+    """Writes an answer and counts the bytes written; ``ConnectionError`` once the client left."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.written = 0
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+        self.written += len(data)
+
+
+def _response(
+    status: int, body: bytes, headers: tuple[tuple[str, str], ...], *, length: int | None = None
+) -> bytes:
+    """Status line, headers and ``body``; ``length`` for a body sent apart."""
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Whatever"
-    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}"]
+    size = len(body) if length is None else length
+    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {size}"]
     if not any(name.lower() == "content-type" for name, _ in headers):
         lines.append("Content-Type: application/json")
     lines.extend(f"{name}: {value}" for name, value in headers)

@@ -48,12 +48,16 @@ def needs_httpx2_lines() -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def mypy_errors(request: pytest.FixtureRequest) -> dict[str, dict[int, list[str]]]:
+def mypy_errors(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[int, list[str]]]:
     """mypy --strict over both files: file name -> line -> error codes."""
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (it is in the lint and test dependency groups)")
-    cache = request.config.cache
-    cache_dir = cache.mkdir("mypy") if cache is not None else None
+    # pytest's cache keeps mypy's between runs; under ``-p no:cacheprovider`` there is
+    # none (no ``config.cache`` at all): a fresh directory then, slower but the same.
+    cache = getattr(request.config, "cache", None)
+    cache_dir = cache.mkdir("mypy") if cache is not None else tmp_path_factory.mktemp("mypy")
     command = [
         sys.executable,
         "-m",
@@ -64,7 +68,8 @@ def mypy_errors(request: pytest.FixtureRequest) -> dict[str, dict[int, list[str]
         "--show-error-codes",
         "--no-pretty",
         "--no-color-output",
-        *(["--cache-dir", str(cache_dir)] if cache_dir is not None else []),
+        "--cache-dir",
+        str(cache_dir),
         str(WRONG),
         str(RIGHT),
     ]

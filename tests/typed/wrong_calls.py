@@ -34,6 +34,11 @@ async def asyncio_client() -> None:
     VortextClient(limits=10)  # E[httpx2]: arg-type
     VortextClient(http_client=object())  # E[httpx2]: arg-type
     VortextClient(http_library="requests")  # E: arg-type
+    VortextClient(transport="httpcore")  # E[httpx2]: arg-type
+    VortextClient(proxy=3128)  # E[httpx2]: arg-type
+    VortextClient(verify=1.0)  # E: arg-type
+    VortextClient(cert=("c.pem",))  # E: arg-type
+    VortextClient(trust_env="yes")  # E: arg-type
     VortextClient(rate_limit=60)  # E: arg-type
     VortextClient(max_wiat=1.0)  # E: call-arg
     client = VortextClient(timeout=httpx.Timeout(5.0))

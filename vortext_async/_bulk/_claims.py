@@ -94,7 +94,7 @@ def decide(
         # not go out: a FAILED row.  SENT and UNCERTAIN keys are never replaced.
         if replace_changed and state == "failed":
             return SEND_NEW
-        return Claim(ClaimKind.MISMATCH)
+        return Claim(ClaimKind.MISMATCH, reason=_mismatch(state, message_id, replace_changed))
     if (state == "failed" and retryable and retry_failed) or (
         state in ("attempting", "uncertain") and resend_uncertain
     ):
@@ -104,6 +104,31 @@ def decide(
     if state == "failed":
         return Claim(ClaimKind.FAILED, reason=reason)
     return Claim(ClaimKind.UNCERTAIN, reason=reason)
+
+
+def _mismatch(state: str, message_id: str | None, replace_changed: bool) -> str:
+    """Why a changed message cannot take its key, and what to do about it."""
+    if state == "failed":  # so replace_changed is off: it would have taken the key
+        return (
+            "names a different message in the journal, whose send failed: was the input "
+            "reordered, or is this another job's journal?  If the message was corrected, "
+            "pass replace_changed=True (vortext bulk --replace-changed) to send it "
+            "under this key"
+        )
+    if state == "sent":
+        earlier = f"one already sent (message id {message_id})" if message_id else "one sent"
+    else:
+        earlier = "one that may have been sent (its send's outcome is uncertain)"
+    if replace_changed:
+        return (
+            f"names a different message in the journal, {earlier}; replace_changed "
+            "replaces only a message whose send failed, never one that was or may have "
+            "been sent: give the changed message a new key"
+        )
+    return (
+        f"names a different message in the journal, {earlier}: was the input reordered, "
+        "or is this another job's journal?  A changed message needs a key of its own"
+    )
 
 
 class JournalBackend(Protocol):

@@ -824,7 +824,7 @@ def _once_taken(worker: asyncio.Task[Any], callback: Callable[[], object]) -> No
     attempt = asyncio.current_task()
     if attempt is None or attempt is worker:
         loop.call_soon(callback)  # the worker's own step goes on to its next wait first
-    else:  # its done callbacks wake the worker first; then one more turn
+    else:  # its last step wakes the worker; its done callbacks run after: one more turn
         attempt.add_done_callback(lambda _: loop.call_soon(callback))
 
 
@@ -879,11 +879,8 @@ def _from_journal(sms: Sms, key: str, claim: Claim) -> SendResult:
         )
     if kind is ClaimKind.DUPLICATE:
         reason = "is the key of another message of this job; keys must be unique"
-    else:
-        reason = (
-            "names a different message in the journal (was the input reordered, or "
-            "is this another job's journal?)"
-        )
+    else:  # MISMATCH: the journal says why, and what to do
+        reason = claim.reason or "names a different message in the journal"
     return SendResult(sms, Outcome.FAILED, error=InvalidRequestError("key", key[2:], reason))
 
 

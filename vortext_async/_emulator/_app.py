@@ -41,8 +41,15 @@ from ._store import MessageStore, ReceivedSms, send_key
 
 __all__ = ["DROP_CONNECTION_EXTENSION", "Emulator", "EmulatorClock", "EmulatorStats"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+
+# What ``__call__`` declares: values of any type, as the ASGI server gives them (the
+# server's own ``Any`` types accept it); the code inside reads them as ``_Scope``.
+Scope = MutableMapping[str, object]
+Message = MutableMapping[str, object]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -128,22 +135,29 @@ _COUNTERS = (
 class Emulator:
     """An ASGI app that emulates the Vortext SMS API for tests, demos and benchmarks.
 
-    - ``users``: username to password for Basic auth; each user is one account.
-    - ``windows``: the account caps, ``(max_sends, seconds)`` pairs, enforced as
-      rolling windows; ``count_delay``: each send is counted at a random instant up
-      to that many seconds after it arrived (a server that counts late);
-      ``enforce=False`` accepts every send and only counts violations.
-    - faults: ``latency`` (seconds, or a ``(low, high)`` range) before each answer;
-      ``error_rate`` the share of requests answered with one of ``error_statuses``;
-      ``drop_rate`` the share whose connection is dropped after the request was read
-      and processed (only when served by :func:`serve_emulator`'s built-in server).
-    - replies: ``push_url`` receives PUSH bodies from :meth:`reply`, and
-      automatically for a ``reply_rate`` share of accepted sends, ``reply_delay``
-      seconds after they were accepted, with ``reply_content``.
-    - ``max_stored``: the store keeps the latest sends only (bounded memory).
-    - ``seed``: makes message ids, faults and counting delays reproducible;
-      ``clock``: an object with ``now_ns()`` and ``async sleep(seconds)`` (virtual
-      time in tests).
+    Args:
+        users: username to password for Basic auth; each user is one account.
+        windows: the account caps, ``(max_sends, seconds)`` pairs, enforced as rolling
+            windows.
+        count_delay: each send is counted at a random instant up to that many seconds
+            after it arrived (a server that counts late).
+        enforce: False accepts every send and only counts violations.
+        latency: seconds, or a ``(low, high)`` range, waited before each answer.
+        error_rate: the share of requests answered with one of ``error_statuses``.
+        error_statuses: the 5xx codes ``error_rate`` picks from.
+        drop_rate: the share of requests whose connection is dropped after the request
+            was read and processed (only when served by :func:`serve_emulator`'s
+            built-in server).
+        push_url: receives PUSH bodies from :meth:`reply`, and automatically for a
+            ``reply_rate`` share of accepted sends.
+        reply_rate: the share of accepted sends answered automatically.
+        reply_content: the text of those automatic replies.
+        reply_delay: seconds after the send was accepted before its automatic reply.
+        max_stored: the store keeps the latest sends only (bounded memory).
+        max_body: the largest request body read, in bytes; a larger one is answered 413.
+        seed: makes message ids, faults and counting delays reproducible.
+        clock: an object with ``now_ns()`` and ``async sleep(seconds)`` (virtual time in
+            tests).
 
     The fault and reply settings are plain attributes a test may change between
     requests.  The emulator is safe to share between concurrent requests and to
@@ -223,7 +237,7 @@ class Emulator:
             return self._store.get(message_id)
 
     def received_count(
-        self, phone_number: str, message: str, metadata: Mapping[str, Any] | None = None
+        self, phone_number: str, message: str, metadata: Mapping[str, _wire.JSON] | None = None
     ) -> int:
         """How many times this exact SMS (phone, message, metadata) was accepted."""
         key = send_key(phone_number, message, None if metadata is None else dict(metadata))
@@ -306,7 +320,8 @@ class Emulator:
         body = await self._read_body(receive)
         if body is None:  # the client went away
             return
-        can_drop = DROP_CONNECTION_EXTENSION in (scope.get("extensions") or {})
+        extensions = scope.get("extensions")
+        can_drop = isinstance(extensions, Mapping) and DROP_CONNECTION_EXTENSION in extensions
         answer = await self._handle(scope, body, can_drop=can_drop)
         if answer is _DROP:
             await send({"type": DROP_CONNECTION_EXTENSION})
@@ -320,7 +335,7 @@ class Emulator:
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, receive: _Receive, send: _Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -330,7 +345,7 @@ class Emulator:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _read_body(self, receive: Receive) -> bytes | object | None:
+    async def _read_body(self, receive: _Receive) -> bytes | object | None:
         """The whole body; ``None`` if the client left; ``_TOO_LARGE`` (rest unread)."""
         chunks: list[bytes] = []
         size = 0
@@ -347,7 +362,7 @@ class Emulator:
                 return b"".join(chunks)
 
     async def _handle(
-        self, scope: Scope, body: bytes | object, *, can_drop: bool
+        self, scope: _Scope, body: bytes | object, *, can_drop: bool
     ) -> _Answer | object:
         self._bump("requests")
         headers = _headers(scope)
@@ -504,7 +519,7 @@ class Emulator:
         )
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
+def _headers(scope: _Scope) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in scope.get("headers", ())}
 
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 import h11
 
-from ._app import DROP_CONNECTION_EXTENSION, Emulator, Message, Scope
+from ._app import DROP_CONNECTION_EXTENSION, Emulator, _Message, _Scope
 
 __all__ = ["ServerKind", "run_emulator", "serve_emulator"]
 
@@ -239,7 +239,7 @@ class _BuiltinServer:
         raw_path, _, query = target.partition(b"?")
         peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
-        scope: Scope = {
+        scope: _Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": request.http_version.decode(),
@@ -256,7 +256,7 @@ class _BuiltinServer:
         }
         state = {"body_done": False, "started": False, "aborted": False}
 
-        async def receive() -> Message:
+        async def receive() -> _Message:
             if state["body_done"]:
                 return {"type": "http.disconnect"}
             event = await _next_event(conn, reader)
@@ -268,7 +268,7 @@ class _BuiltinServer:
             state["body_done"] = True
             return {"type": "http.disconnect"}
 
-        async def send(message: Message) -> None:
+        async def send(message: _Message) -> None:
             kind = message["type"]
             if kind == DROP_CONNECTION_EXTENSION:
                 _reset(writer)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from . import _wire
 
@@ -27,14 +27,14 @@ class ReceivedSms:
     account: str
     phone_number: str
     message: str
-    metadata: dict[str, Any] | None
+    metadata: _wire.JSONObject | None
     created_at: datetime
     counted_ns: int
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> _wire.JSONObject:
         """The ``GET /sms/{messageId}`` body (field names in ``_wire``)."""
         created = _wire.format_date(self.created_at)
-        body: dict[str, Any] = {
+        body: _wire.JSONObject = {
             _wire.MESSAGE_ID: self.message_id,
             _wire.PHONE_NUMBER: self.phone_number,
             _wire.MESSAGE: self.message,
@@ -88,6 +88,6 @@ class MessageStore:
         return len(self._by_id)
 
 
-def send_key(phone_number: str, message: str, metadata: dict[str, Any] | None) -> SendKey:
+def send_key(phone_number: str, message: str, metadata: Mapping[str, _wire.JSON] | None) -> SendKey:
     """What makes two sends "the same SMS" for counting."""
     return (phone_number, message, _wire.metadata_key(metadata))

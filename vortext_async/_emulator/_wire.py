@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
+
+JSON: TypeAlias = str | int | float | bool | Sequence["JSON"] | Mapping[str, "JSON"] | None
+"""A JSON value, as the emulator reads and writes it (its own, not the client's)."""
+JSONObject: TypeAlias = dict[str, JSON]
+"""A JSON object: a send's ``metadata``, a body the emulator answers."""
 
 # Paths (documented: /status; seen in a public integration: /sms; ASSUMED: detail).
 STATUS_PATH = "/status"
@@ -80,7 +86,7 @@ def dump(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def metadata_key(metadata: dict[str, Any] | None) -> str:
+def metadata_key(metadata: Mapping[str, JSON] | None) -> str:
     """A canonical text for a metadata object (to count identical sends)."""
     return "" if metadata is None else json.dumps(metadata, sort_keys=True, separators=(",", ":"))
 
@@ -89,7 +95,7 @@ class InvalidSend(ValueError):
     """A send body the emulator refuses with 400; the message is the reason."""
 
 
-def parse_send(body: bytes) -> tuple[str, str, dict[str, Any] | None]:
+def parse_send(body: bytes) -> tuple[str, str, JSONObject | None]:
     """Check a ``POST /sms`` body: phone number, message, optional metadata."""
     try:
         data = json.loads(body)

@@ -5,7 +5,7 @@ connection for every queued request on each event, so its cost per request grows
 with connections x requests and throughput *falls* as concurrency rises
 (encode/httpcore#1029).  aiohttp's connector hands out pooled connections in O(1),
 so an ``AsyncClient`` over this transport keeps its throughput at high concurrency
-while users still see the httpx API.  Needs the ``fast`` extra (``aiohttp``).
+while users still see the httpx API.  It is the client's default (``transport="auto"``).
 
 The transport is built for one library (it is handed the module, ``httpx`` or
 ``httpx2``: it never imports either) and maps every aiohttp failure to that
@@ -20,18 +20,23 @@ Besides ``handle_async_request`` (for any ``AsyncClient``), the transport offers
 HTTP layer a direct path, ``prepare()`` once and ``exchange()`` per request, that
 builds no ``Request`` or ``Response`` of the library: on a loopback server it halves
 the client's CPU per send (``benchmarks/README.md``).
+
+Proxies, TLS verification and client certificates mean what they mean in httpx
+(:mod:`._network` reads them with the library's own code): HTTP and HTTPS proxies,
+explicit or from the environment; SOCKS proxies are httpcore's alone.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import cache
 from types import ModuleType
 from typing import Any
 
 from ._body import BodyReader, body_limit, content_encoding
 from ._library import HttpLibrary
+from ._network import Cert, ProxyMap, ProxyRoute, ProxyUrl, Verify, ssl_context
 from ._types import HttpLimits, HttpTransportObject
 
 __all__ = ["aiohttp_transport", "is_direct"]
@@ -46,7 +51,9 @@ def aiohttp_transport(
     library: HttpLibrary | ModuleType = "auto",
     *,
     limits: HttpLimits | None = None,
-    verify: ssl.SSLContext | bool = True,
+    verify: Verify = True,
+    cert: Cert | None = None,
+    proxy: ProxyUrl | None = None,
 ) -> HttpTransportObject:
     """An ``AsyncBaseTransport`` of ``library`` that sends over an ``aiohttp`` pool.
 
@@ -54,22 +61,49 @@ def aiohttp_transport(
     the client) or the module itself; the transport only works in a client of that
     library.  ``limits`` is a ``Limits`` (``max_connections`` and ``keepalive_expiry`` are
     used; aiohttp keeps every idle connection up to ``max_connections``).  ``verify``
-    is an ``ssl.SSLContext``, or False to skip TLS verification.  Proxies are not
-    supported: use the default transport behind a proxy.
+    and ``cert`` are httpx's: True (certifi's CA bundle), False, a CA bundle path or an
+    ``ssl.SSLContext``; a client certificate.  ``proxy`` is an ``http://`` or
+    ``https://`` proxy for every request (SOCKS: use httpx's own transport).  The
+    environment's proxies are the client's business, as in httpx.
     """
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        from vortext_async._errors import ConfigurationError
-
-        raise ConfigurationError(
-            "the aiohttp transport needs aiohttp: pip install 'vortext-async[fast]'"
-        ) from None
     if isinstance(library, str):
         from ._library import load_library
 
         library = load_library(library)
-    transport: HttpTransportObject = _transport_class(library)(limits=limits, verify=verify)
+    return build_transport(
+        library,
+        limits=limits,
+        verify=verify,
+        cert=cert,
+        proxies=ProxyMap(library, proxy=proxy, trust_env=False),
+        trust_env=True,
+    )
+
+
+def build_transport(
+    lib: ModuleType,
+    *,
+    limits: HttpLimits | None,
+    verify: Verify,
+    cert: Cert | None,
+    proxies: ProxyMap,
+    trust_env: bool,
+) -> HttpTransportObject:
+    """The transport, with its network options already read (see :class:`ProxyMap`)."""
+    if proxies.any_socks:
+        from vortext_async._errors import ConfigurationError
+
+        raise ConfigurationError(
+            "the aiohttp transport cannot use a SOCKS proxy: pass transport='httpx' "
+            "(and pip install socksio)"
+        )
+    if verify is True and cert is None:
+        tls: ssl.SSLContext | None = None  # built on first use: loading certifi costs ~40 ms
+    else:
+        tls = ssl_context(lib, verify, cert, trust_env=trust_env)  # bad paths fail here
+    transport: HttpTransportObject = _transport_class(lib)(
+        limits=limits, tls=tls, proxies=proxies, trust_env=trust_env
+    )
     return transport
 
 
@@ -93,6 +127,17 @@ def _transport_class(lib: ModuleType) -> type[Any]:
     def mapped(error: BaseException, request: Any) -> Any:
         """``lib``'s exception for an aiohttp failure (most specific first)."""
         text = str(error) or type(error).__name__
+        if isinstance(error, aiohttp.ClientConnectorCertificateError):
+            host = f"{error.host}:{error.port}"
+            cause = error.certificate_error
+            return lib.ConnectError(
+                f"TLS certificate verification failed for {host}: {cause}", request=request
+            )
+        if isinstance(error, aiohttp.ClientHttpProxyError):
+            # The proxy refused the tunnel (CONNECT): nothing reached the server.
+            return lib.ConnectError(
+                f"the proxy refused the tunnel: {error.status} {error.message}", request=request
+            )
         if isinstance(error, aiohttp.ClientConnectorError):
             return lib.ConnectError(text, request=request)
         if isinstance(error, aiohttp.ConnectionTimeoutError):
@@ -127,12 +172,46 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 self._answer.close()  # stopped early: the connection cannot be reused
             self._answer.release()
 
+    class Route:
+        """Where one request goes: its URL, the proxy on the way, the TLS context."""
+
+        __slots__ = ("authorization", "proxy", "proxy_headers", "ssl", "url")
+
+        def __init__(
+            self,
+            url: yarl.URL,
+            tls: ssl.SSLContext | bool,
+            proxy: ProxyRoute | None = None,
+        ) -> None:
+            self.url = url
+            self.ssl = tls
+            self.proxy: yarl.URL | None = None
+            self.proxy_headers: multidict.CIMultiDict[str] | None = None
+            # Plain HTTP through a proxy: the request itself carries its credentials.
+            self.authorization = None
+            if proxy is not None:
+                self.proxy = yarl.URL(proxy.url)
+                if proxy.authorization is not None and url.scheme == "https":
+                    # Sent with CONNECT, to the proxy only: the server never sees it.
+                    self.proxy_headers = multidict.CIMultiDict(
+                        {"Proxy-Authorization": proxy.authorization}
+                    )
+                else:
+                    self.authorization = proxy.authorization
+
     class AiohttpTransport(lib.AsyncBaseTransport):  # type: ignore[misc,name-defined]
         """An ``AsyncBaseTransport`` over one ``aiohttp.ClientSession``."""
 
         _vortext_direct = True
 
-        def __init__(self, *, limits: Any, verify: ssl.SSLContext | bool) -> None:
+        def __init__(
+            self,
+            *,
+            limits: Any,
+            tls: ssl.SSLContext | None,
+            proxies: ProxyMap,
+            trust_env: bool,
+        ) -> None:
             max_connections = DEFAULT_MAX_CONNECTIONS
             keepalive = DEFAULT_KEEPALIVE_EXPIRY
             if limits is not None:
@@ -141,7 +220,9 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                     keepalive = limits.keepalive_expiry
             self._max_connections = max_connections
             self._keepalive = keepalive
-            self._ssl: ssl.SSLContext | bool = verify
+            self._tls = tls
+            self._trust_env = trust_env
+            self._proxies = proxies
             self._session: aiohttp.ClientSession | None = None
             self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 
@@ -150,15 +231,34 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 limit=self._max_connections,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive,
-                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,  # per request: see exchange()
-                trust_env=False,
+                trust_env=False,  # the environment's proxies are read by ProxyMap
             )
+            if hasattr(self._session, "_retry_connection"):
+                # aiohttp resends a GET once, unasked, when a pooled connection turns
+                # out closed: a request outside the retry policy that takes no
+                # rate-limit token.  Every request of ours goes through both.
+                self._session._retry_connection = False
             return self._session
+
+        def _context(self) -> ssl.SSLContext:
+            """The TLS context (certifi's CA bundle by default), built on first use."""
+            if self._tls is None:
+                self._tls = ssl_context(lib, True, None, trust_env=self._trust_env)
+            return self._tls
+
+        def route(self, url: str) -> Route:
+            """The ``Route`` of a request to ``url``: proxy and TLS settled once per URL."""
+            target = yarl.URL(url)
+            proxy: ProxyRoute | None = self._proxies.route(url)
+            tls: ssl.SSLContext | bool = True  # plain HTTP all the way: unused
+            if target.scheme == "https" or (proxy is not None and proxy.scheme == "https"):
+                tls = self._context()
+            return Route(target, tls, proxy)
 
         def _timeout(self, timeout: dict[str, Any]) -> aiohttp.ClientTimeout:
             key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
@@ -175,14 +275,19 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 self._timeouts[key] = found
             return found
 
-        def prepare(self, url: str, headers: Mapping[str, str]) -> tuple[Any, Any]:
-            """``url`` and ``headers`` in aiohttp's own types, for :meth:`exchange`."""
-            return yarl.URL(url), multidict.CIMultiDict(headers)
+        def prepare(self, url: str, headers: Any) -> tuple[Any, Any]:
+            """``url`` and ``headers`` (a mapping or pairs) in aiohttp's own types, with
+            the proxy and TLS context of ``url``, for :meth:`exchange`."""
+            route = self.route(url)
+            prepared = multidict.CIMultiDict(headers)
+            if route.authorization is not None:
+                prepared["Proxy-Authorization"] = route.authorization
+            return route, prepared
 
         async def _send(
             self,
             method: str,
-            url: Any,
+            route: Route,
             headers: Any,
             data: Any,
             timeouts: dict[str, Any],
@@ -192,7 +297,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             session = self._session or self._open()
             return await session.request(
                 method,
-                url,
+                route.url,
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -200,12 +305,15 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 timeout=self._timeout(timeouts),
                 server_hostname=server_hostname,
                 auto_decompress=False,  # decoded by the caller, within a limit
+                ssl=route.ssl,
+                proxy=route.proxy,
+                proxy_headers=route.proxy_headers,
             )
 
         async def exchange(
             self,
             method: str,
-            url: Any,
+            route: Route,
             headers: Any,
             data: Any,
             timeouts: dict[str, Any],
@@ -221,7 +329,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             ``problem`` says why.  Failures are raised as the library's exceptions.
             """
             try:
-                answer = await self._send(method, url, headers, data, timeouts, None)
+                answer = await self._send(method, route, headers, data, timeouts, None)
                 try:
                     raw_headers = answer.raw_headers
                     encoding = content_encoding(raw_headers)
@@ -249,11 +357,12 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 data = request.content or None
             except lib.RequestNotRead:
                 data = request.stream  # a streamed body: aiohttp iterates it
+            route, headers = self.prepare(str(request.url), request.headers.multi_items())
             try:
                 answer = await self._send(
                     request.method,
-                    str(request.url),
-                    request.headers.multi_items(),
+                    route,
+                    headers,
                     data,
                     request.extensions.get("timeout", {}),
                     request.extensions.get("sni_hostname"),

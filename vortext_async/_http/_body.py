@@ -25,12 +25,12 @@ __all__ = [
     "content_encoding",
 ]
 
-#: Decoded bytes of a 2xx answer kept at most; more makes the answer unreadable.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 1024 * 1024
-#: Decoded bytes kept of any other answer (a 4xx, a 5xx, a redirect): an excerpt.
+"""Decoded bytes of a 2xx answer kept at most; more makes the answer unreadable."""
 ERROR_BODY_BYTES: Final = 2048
-#: What we ask for: the encodings :class:`BodyReader` decodes (besides identity).
+"""Decoded bytes kept of any other answer (a 4xx, a 5xx, a redirect): an excerpt."""
 ACCEPT_ENCODING: Final = "gzip, deflate"
+"""What we ask for: the encodings :class:`BodyReader` decodes (besides identity)."""
 
 
 def body_limit(status_code: int, max_bytes: int) -> int:

@@ -19,6 +19,7 @@ import datetime as _dt
 import email.utils
 import importlib
 import math
+import ssl
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -32,12 +33,22 @@ from vortext_async._errors import (
     TransportError,
 )
 
+from ._aiohttp import build_transport, is_direct
 from ._body import ACCEPT_ENCODING, BodyReader, body_limit, content_encoding
 from ._library import HttpLibrary, library_of, load_library
+from ._network import Cert, ProxyMap, Verify, ssl_context
 from ._secret import as_bytes_headers
 from ._types import HttpClient
 
-__all__ = ["Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
+__all__ = ["TRANSPORTS", "Answer", "HttpLayer", "HttpLibrary", "Target", "parse_retry_after"]
+
+TRANSPORTS = ("auto", "aiohttp", "httpx")
+"""The transports named by a string (see :meth:`HttpLayer.build`)."""
+
+AUTO_TRANSPORT = "aiohttp"
+"""What ``transport="auto"`` takes when nothing asked needs httpcore.  The test suite's
+``VORTEXT_TEST_TRANSPORT=httpx`` run sets it to ``"httpx"``, to run every test of the
+default path over httpcore too."""
 
 
 class Target:
@@ -119,14 +130,20 @@ class HttpLayer:
         "_lib",
         "client",
         "library",
+        "name",
         "owned",
         "version",
     )
 
-    def __init__(self, client: Any, *, owned: bool, direct: Any = None) -> None:
+    def __init__(
+        self, client: Any, *, owned: bool, direct: Any = None, name: str = "custom"
+    ) -> None:
         lib = library_of(client)
         self.client: HttpClient = client
         self.owned = owned
+        self.name = name
+        """What carries the requests: ``"aiohttp"`` (the direct path), ``"httpx"``
+        (httpcore) or ``"custom"`` (a transport object or a handed-in client)."""
         self.library: str = lib.__name__
         self.version: str = lib.__version__
         self._lib = lib
@@ -158,25 +175,77 @@ class HttpLayer:
         *,
         timeout: Any,
         limits: Any = None,
-        transport: Any = None,
+        transport: Any = "auto",
+        proxy: Any = None,
+        verify: Verify = True,
+        cert: Cert | None = None,
+        trust_env: bool = True,
     ) -> HttpLayer:
-        """A layer over a new client of ``library`` (``"auto"``: httpx2 if installed)."""
+        """A layer over a new client of ``library`` (``"auto"``: httpx2 if installed).
+
+        ``transport``: ``"auto"`` (the direct aiohttp path, or httpcore for a SOCKS
+        proxy), ``"aiohttp"`` (the direct path, or a clear error), ``"httpx"``
+        (httpcore, through the library's own ``AsyncClient``) or a transport object
+        (which takes no network option: it has its own).
+        """
         lib = load_library(library)
         options: dict[str, Any] = {"timeout": _timeout(lib, timeout), "follow_redirects": False}
-        from ._aiohttp import aiohttp_transport, is_direct
-
-        if transport == "aiohttp":
-            transport = aiohttp_transport(lib, limits=limits)
-        elif isinstance(transport, str):
-            raise ConfigurationError(
-                f"transport must be 'aiohttp' or a transport object, not {transport!r}"
-            )
-        elif limits is not None:
-            options["limits"] = limits
-        if transport is not None:
+        if transport is None:
+            transport = "auto"
+        if not isinstance(transport, str):
+            given = [
+                name
+                for name, value, default in (("proxy", proxy, None), ("cert", cert, None))
+                if value is not default
+            ]
+            if verify is not True:
+                given.insert(1, "verify")
+            if given:
+                raise ConfigurationError(
+                    f"give {'/'.join(given)} to your transport object, not here"
+                )
+            if limits is not None and not is_direct(transport):
+                options["limits"] = limits
             options["transport"] = transport
-        direct = transport if is_direct(transport) else None
-        return cls(lib.AsyncClient(**options), owned=True, direct=direct)
+            direct = transport if is_direct(transport) else None
+            return cls(lib.AsyncClient(**options), owned=True, direct=direct, name="custom")
+        if transport not in TRANSPORTS:
+            raise ConfigurationError(
+                f"transport must be 'auto', 'aiohttp', 'httpx' or a transport object, "
+                f"not {transport!r}"
+            )
+        if transport == "aiohttp" or (transport == "auto" and AUTO_TRANSPORT == "aiohttp"):
+            proxies = ProxyMap(lib, proxy=proxy, trust_env=trust_env)
+            if transport == "aiohttp" or not proxies.any_socks:
+                direct = build_transport(
+                    lib,
+                    limits=limits,
+                    verify=verify,
+                    cert=cert,
+                    proxies=proxies,
+                    trust_env=trust_env,
+                )
+                options["transport"] = direct
+                return cls(lib.AsyncClient(**options), owned=True, direct=direct, name="aiohttp")
+            # "auto" behind a SOCKS proxy: httpcore speaks SOCKS (with socksio), aiohttp not.
+        if limits is not None:
+            options["limits"] = limits
+        tls = None
+        if verify is not True or cert is not None:
+            tls = options["verify"] = ssl_context(lib, verify, cert, trust_env=trust_env)
+        options["trust_env"] = trust_env
+        if proxy is not None:
+            ProxyMap(lib, proxy=proxy, trust_env=False)  # a bad URL: refused, redacted
+            # An https:// proxy is verified with ``verify`` too, as on the direct path.
+            options["proxy"] = lib.Proxy(url=proxy, ssl_context=tls)
+        missing = None
+        try:
+            client = lib.AsyncClient(**options)
+        except ImportError as error:  # a SOCKS proxy without socksio
+            missing = str(error)
+        if missing is not None:
+            raise ConfigurationError(f"{missing} (a SOCKS proxy needs it)")
+        return cls(client, owned=True, name="httpx")
 
     def timeout_of(self, timeout: Any) -> Any:
         """``timeout`` converted for this layer's library."""
@@ -285,6 +354,9 @@ class HttpLayer:
         for library_class, ours, maybe_sent in self._errors:
             if isinstance(error, library_class):
                 text = str(error) or type(error).__name__
+                refused = _certificate_refused(error)
+                if refused is not None and "certificate verification failed" not in text:
+                    text = f"TLS certificate verification failed: {refused}"
                 if ours is ConnectError or ours is PoolTimeoutError:
                     return ours(text, method=method, url=url)
                 return ours(text, method=method, url=url, request_sent=maybe_sent)
@@ -293,6 +365,18 @@ class HttpLayer:
     async def aclose(self) -> None:
         if self.owned:
             await self.client.aclose()
+
+
+def _certificate_refused(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under ``error`` (its causes), if one did."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 8:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
 
 
 def parse_retry_after(

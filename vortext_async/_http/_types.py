@@ -31,6 +31,8 @@ HttpLimits: TypeAlias = Union["httpx.Limits", "httpx2.Limits"]
 HttpTransportObject: TypeAlias = Union["httpx.AsyncBaseTransport", "httpx2.AsyncBaseTransport"]
 """A transport object of either library (what :func:`aiohttp_transport` returns)."""
 
-HttpTransport: TypeAlias = Literal["aiohttp"] | HttpTransportObject
-"""``"aiohttp"`` (the fast transport of the ``fast`` extra) or a transport object of
-either library (an ``ASGITransport``, a mock)."""
+HttpTransport: TypeAlias = Literal["auto", "aiohttp", "httpx"] | HttpTransportObject
+"""``"auto"`` (the default: the direct aiohttp path, httpcore for a SOCKS proxy),
+``"aiohttp"`` (the direct path only), ``"httpx"`` (httpcore, through the library's own
+``AsyncClient``) or a transport object of either library (an ``ASGITransport``, a
+mock)."""

@@ -50,8 +50,15 @@ PushHandler = Callable[[PushResponse], Awaitable[None] | None]
 """What the receiver calls with each new push: a function or a coroutine function."""
 
 # ASGI, typed as Starlette types it, so ``app.mount(path, receiver)`` type-checks.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+
+# What ``__call__`` declares: values of any type, as the ASGI server gives them (the
+# server's own ``Any`` types accept it); the code inside reads them as ``_Scope``.
+Scope = MutableMapping[str, object]
+Message = MutableMapping[str, object]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -116,7 +123,7 @@ class _Answer:
     body: dict[str, str] | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
-    async def send(self, send: Send, *, head: bool) -> None:
+    async def send(self, send: _Send, *, head: bool) -> None:
         payload = json.dumps(self.body).encode() if self.body is not None else b""
         headers = [(b"content-length", str(len(payload)).encode()), *self.headers]
         if payload:
@@ -147,7 +154,7 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def _route_path(scope: Scope) -> str:
+def _route_path(scope: _Scope) -> str:
     """The path below where the receiver is mounted (as Starlette computes it)."""
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
@@ -286,7 +293,7 @@ class PushReceiver:
             await send({"type": "websocket.close", "code": 1008})
 
     @staticmethod
-    async def _lifespan(receive: Receive, send: Send) -> None:
+    async def _lifespan(receive: _Receive, send: _Send) -> None:
         # Nothing to start or stop: acknowledge both, so it can be served alone.
         while True:
             message = await receive()
@@ -296,13 +303,13 @@ class PushReceiver:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _path_ok(self, scope: Scope) -> bool:
+    def _path_ok(self, scope: _Scope) -> bool:
         path = _route_path(scope).removeprefix("/").removesuffix("/")
         if self._path_token is None:
             return path == ""
         return hmac.compare_digest(path.encode("utf-8", "surrogatepass"), self._path_token)
 
-    async def _answer(self, scope: Scope, receive: Receive) -> _Answer | None:
+    async def _answer(self, scope: _Scope, receive: _Receive) -> _Answer | None:
         """The answer to one HTTP request (``None`` when the client went away)."""
         if not self._sources.allows(scope):
             logger.debug("refused a request from %r: not an allowed source", scope.get("client"))
@@ -348,7 +355,7 @@ class PushReceiver:
             (b"connection", b"close"),
         )
 
-    async def _read(self, receive: Receive) -> bytes | object | None:
+    async def _read(self, receive: _Receive) -> bytes | object | None:
         """The body, ``_TOO_LARGE`` as soon as it passes the limit, ``None`` on disconnect."""
         chunks: list[bytes] = []
         size = 0
