@@ -194,14 +194,25 @@ def _blocking_send(
 def _send_interruptibly(
     runner: _LoopThread, client: AsyncVortextClient, sms: Sms, options: dict[str, Any]
 ) -> SentSms:
-    handed_over = False
-    callers_hook = options.pop("on_handover", None)
+    # Both only change on the loop's thread: a request out now, and whether an attempt
+    # that ended may have been accepted (a 429 or a refused connection was not).
+    out = False
+    maybe_accepted = False
+    callers_handover = options.pop("on_handover", None)
+    callers_settled = options.pop("on_settled", None)
 
     def on_handover() -> None:
-        nonlocal handed_over
-        handed_over = True
-        if callers_hook is not None:
-            callers_hook()
+        nonlocal out
+        out = True
+        if callers_handover is not None:
+            callers_handover()
+
+    def on_settled(possibly_accepted: bool) -> None:
+        nonlocal out, maybe_accepted
+        out = False
+        maybe_accepted = maybe_accepted or possibly_accepted
+        if callers_settled is not None:
+            callers_settled(possibly_accepted)
 
     finished = threading.Event()
     started = False
@@ -210,7 +221,7 @@ def _send_interruptibly(
         nonlocal started
         started = True
         try:
-            return await client.send(sms, on_handover=on_handover, **options)
+            return await client.send(sms, on_handover=on_handover, on_settled=on_settled, **options)
         finally:
             finished.set()
 
@@ -219,17 +230,22 @@ def _send_interruptibly(
         return future.result()
     except KeyboardInterrupt as interrupt:
         # Decide on the loop's thread, where handovers happen: no race with one.
-        def stop() -> bool:
+        def stop() -> tuple[bool, bool]:
             future.cancel()
             if not started:  # cancelled before its first step: its finally never runs
                 finished.set()
-            return handed_over
+            return out, maybe_accepted
 
-        decided: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        decided: concurrent.futures.Future[tuple[bool, bool]] = concurrent.futures.Future()
         runner.loop.call_soon_threadsafe(lambda: decided.set_result(stop()))
-        stopped_after_handover = decided.result()
+        request_out, earlier_maybe_accepted = decided.result()
         finished.wait()  # the send has unwound: stopped, or detached to the background
-        if stopped_after_handover:
+        if earlier_maybe_accepted and not request_out:
+            note = (
+                "vortext_async: this SMS MAY HAVE BEEN SENT: an earlier attempt may have "
+                "been accepted (it got no clear answer), and its retry was stopped"
+            )
+        elif request_out:
             if client.shield_sends:
                 note = (
                     "vortext_async: this SMS MAY HAVE BEEN SENT: its request had been handed "

@@ -251,6 +251,35 @@ def test_ctrl_c_while_waiting_for_the_rate_limit_says_nothing_was_sent(
 @pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
 )
+def test_ctrl_c_while_waiting_to_retry_a_refused_send_says_nothing_was_sent():
+    # The account takes 1 per 30 s: the second send is refused (429, Retry-After about
+    # 30 s, certainly not sent) and its retry waits; Ctrl-C comes during that wait.
+    emulator = Emulator(users={"demo": "demo"}, windows=[(1, 30.0)])
+    with (
+        served_emulator(emulator) as url,
+        VortextClient("demo", "demo", base_url=url, rate_limit=RateLimit()) as client,
+    ):
+        client.send_sms("+33611272727", "first")
+        refused = threading.Event()
+
+        def watch() -> None:  # the client read the 429: it paused its limiter
+            while client.limiter.state().paused_until is None:
+                threading.Event().wait(0.005)
+            refused.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        _interrupt_main_when(refused)
+        with pytest.raises(KeyboardInterrupt) as interrupted:
+            client.send_sms("+33611272727", "second")
+        notes = interrupted.value.__notes__
+        assert any("was NOT sent" in note for note in notes), notes
+    assert emulator.stats.refused == 1
+    assert emulator.received_count("+33611272727", "second") == 0
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
+)
 def test_ctrl_c_after_the_request_left_says_it_may_be_sent_and_reports_it():
     gate = ThreadGateClock()
     emulator = Emulator(users={"demo": "demo"}, latency=1.0, clock=gate)
