@@ -194,10 +194,11 @@ async def test_a_dead_hosts_claims_stay_uncertain_and_say_whose_they_were(url: s
     dead = PostgresJournal(url)
     await dead.open()
     await dead.claim("k:a", FP, "+336")
-    # The host dies: its connection (and the run's lock) goes.
+    # The host dies: its connection (and the run's lock) goes; the call returns once
+    # the backend has exited (PostgreSQL 14+: wait up to 10 s), not just been signalled.
     query(
         url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
         "WHERE application_name = 'vortext-async bulk journal'",
     )
     status = await journal_status(url)
@@ -254,7 +255,7 @@ async def test_a_lost_connection_fails_every_claim_at_once(url: str) -> None:
         await journal.claim("k:a", FP, "+336")
         query(
             url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
             "WHERE application_name = 'vortext-async bulk journal'",
         )
         with pytest.raises(JournalError, match="connection was lost"):

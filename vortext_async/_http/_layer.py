@@ -236,8 +236,10 @@ class HttpLayer:
         options["trust_env"] = trust_env
         if proxy is not None:
             ProxyMap(lib, proxy=proxy, trust_env=False)  # a bad URL: refused, redacted
-            # An https:// proxy is verified with ``verify`` too, as on the direct path.
-            options["proxy"] = lib.Proxy(url=proxy, ssl_context=tls)
+            # An https:// proxy is verified with ``verify`` too, as on the direct path
+            # (httpcore refuses a proxy TLS context for an http:// proxy).
+            https_proxy = str(proxy).lower().startswith("https://")
+            options["proxy"] = lib.Proxy(url=proxy, ssl_context=tls if https_proxy else None)
         missing = None
         try:
             client = lib.AsyncClient(**options)
