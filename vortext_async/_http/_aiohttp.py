@@ -28,6 +28,7 @@ explicit or from the environment; SOCKS proxies are httpcore's alone.
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from functools import cache
@@ -260,17 +261,20 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 tls = self._context()
             return Route(target, tls, proxy)
 
-        def _timeout(self, timeout: dict[str, Any]) -> aiohttp.ClientTimeout:
-            key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+        def _timeout(self, timeout: dict[str, Any], total: float | None) -> aiohttp.ClientTimeout:
+            key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"), total)
             found = self._timeouts.get(key)
             if found is None:
-                connect, read, pool = key
+                connect, read, pool, _ = key
                 found = aiohttp.ClientTimeout(
-                    total=None,
+                    total=total,
                     # Waiting for a pooled connection, then opening one.
                     connect=None if pool is None or connect is None else pool + connect,
                     sock_connect=connect,
                     sock_read=read,
+                    # The deadline exactly: aiohttp would round one of 5 s or more up to
+                    # the next whole second of the loop's clock.
+                    ceil_threshold=math.inf,
                 )
                 self._timeouts[key] = found
             return found
@@ -292,6 +296,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             data: Any,
             timeouts: dict[str, Any],
             server_hostname: str | None,
+            total: float | None = None,
         ) -> aiohttp.ClientResponse:
             """Send one request; the answer's status and headers, its body unread."""
             session = self._session or self._open()
@@ -302,7 +307,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 data=data,
                 allow_redirects=False,
                 compress=False,
-                timeout=self._timeout(timeouts),
+                timeout=self._timeout(timeouts, total),
                 server_hostname=server_hostname,
                 auto_decompress=False,  # decoded by the caller, within a limit
                 ssl=route.ssl,
@@ -319,6 +324,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             timeouts: dict[str, Any],
             *,
             max_bytes: int,
+            total: float | None = None,
         ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes, str | None]:
             """Send one request, read its answer: ``(status, headers, body, problem)``.
 
@@ -326,10 +332,11 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             library is built.  The body is read as a stream and decoded by a
             :class:`~vortext_async._http._body.BodyReader` (at most ``max_bytes`` of a 2xx, an
             excerpt of anything else); past that the connection is dropped and
-            ``problem`` says why.  Failures are raised as the library's exceptions.
+            ``problem`` says why.  Failures are raised as the library's exceptions, but
+            for ``total``: seconds for all of it, past which a bare ``TimeoutError``.
             """
             try:
-                answer = await self._send(method, route, headers, data, timeouts, None)
+                answer = await self._send(method, route, headers, data, timeouts, None, total)
                 try:
                     raw_headers = answer.raw_headers
                     encoding = content_encoding(raw_headers)
@@ -350,6 +357,9 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                     answer.release()
                 return answer.status, raw_headers, reader.body, reader.problem
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                if total is not None and type(error) is TimeoutError:
+                    # aiohttp's ``total`` deadline (its own timeouts are subclasses).
+                    raise
                 raise mapped(error, None) from error
 
         async def handle_async_request(self, request: Any) -> Any:
