@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import platform
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
 
@@ -132,13 +132,14 @@ _DEFAULT: Final = _Default()
 
 class _Attempt:
     """A shielded send attempt: whether its request was handed to the transport (it
-    may go out), and the future its caller waits on."""
+    may go out), the future its caller waits on, and the task that runs it."""
 
-    __slots__ = ("handed_over", "waiter")
+    __slots__ = ("handed_over", "task", "waiter")
 
     def __init__(self, waiter: asyncio.Future[None]) -> None:
         self.handed_over = False
         self.waiter = waiter
+        self.task: asyncio.Task[SentSms] | None = None
 
     def wake(self) -> None:
         """Let the caller read the attempt's task (done by now, or about to be)."""
@@ -574,6 +575,7 @@ class VortextClient:
             # A send still waiting for its turn never left: stop it now (not sent).
             for task, attempt in list(self._attempts.items()):
                 if not attempt.handed_over:
+                    task.add_done_callback(self._forget_attempt)
                     task.cancel()
             grace = self.shutdown_grace if grace is None else grace
             self._close_task = asyncio.ensure_future(self._close(grace))
@@ -621,15 +623,17 @@ class VortextClient:
 
     # -- sends -----------------------------------------------------------------------
 
-    async def _send_tries(
+    def _send_tries(
         self,
         sms: Sms,
         body: bytes,
         max_wait: float | None,
         policy: RetryPolicy,
         on_handover: Callable[[], object] | None,
-    ) -> SentSms:
-        return await call_with_retries(
+    ) -> Awaitable[SentSms]:
+        # Not a coroutine of its own: the caller awaits call_with_retries' (one frame
+        # less per send).
+        return call_with_retries(
             functools.partial(self._send_attempt, sms, body, max_wait, on_handover),
             operation="send",
             policy=policy,
@@ -654,12 +658,16 @@ class VortextClient:
             return await self._post_sms(sms, body, max_wait, None, on_handover)
         # asyncio.shield(task), with fewer objects and turns per send: the caller waits
         # on a future of its own, so cancelling the caller never reaches the task, and
-        # the task's last step wakes it (one event-loop turn earlier than a done
-        # callback would: at high concurrency, fewer objects outlive a turn).
-        attempt = _Attempt(asyncio.get_running_loop().create_future())
-        task = asyncio.ensure_future(self._shielded_post(sms, body, max_wait, attempt, on_handover))
+        # the task's last step forgets the attempt and wakes the caller (no done
+        # callback: one handle and one event-loop turn less per send, and at high
+        # concurrency fewer objects outlive a turn).  A task cancelled before its first
+        # step runs none of its code: whoever cancels one that has not handed its
+        # request over (aclose, a cancelled caller) adds the done callback that does.
+        loop = asyncio.get_running_loop()
+        attempt = _Attempt(loop.create_future())
+        task = loop.create_task(self._post_sms(sms, body, max_wait, attempt, on_handover))
+        attempt.task = task
         self._attempts[task] = attempt
-        task.add_done_callback(self._forget_attempt)
         waiter = attempt.waiter
         try:
             await waiter
@@ -676,6 +684,7 @@ class VortextClient:
                     sms, ClientClosedError("the client closed before the server answered")
                 ) from None
             if not attempt.handed_over:
+                task.add_done_callback(self._forget_attempt)
                 task.cancel()  # still waiting for a token: nothing went out
                 await asyncio.wait([task])
             else:
@@ -690,70 +699,65 @@ class VortextClient:
         attempt: _Attempt | None,
         on_handover: Callable[[], object] | None,
     ) -> SentSms:
-        telemetry = self._telemetry
-        if telemetry is not None:
-            asked = self._clock.now_ns()
-        # The limiter gets the very bound the HTTP layer enforces: a token held by this
-        # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
-        async with self.limiter.acquire(
-            max_wait=max_wait, attempt_timeout=self.attempt_timeout
-        ) as permit:
-            if telemetry is not None:
-                telemetry.waited(asked)
-            if attempt is not None:
-                attempt.handed_over = True
-            if on_handover is not None:
-                try:
-                    on_handover()
-                except Exception:
-                    logger.exception("on_handover hook raised")
-            try:
-                response = await self._http.exchange(
-                    self._sms_target,
-                    body,
-                    extensions=self._extensions,
-                    attempt_timeout=self.attempt_timeout,
-                    max_bytes=self.max_response_bytes,
-                )
-            except TransportError as error:
-                if error.certainly_not_sent:
-                    permit.refund()
-                    raise
-                raise UncertainSendError(sms, error) from error
-        # The permit settled when the answer was complete; now read it.
-        status = response.status_code
-        content: bytes = response.content
-        if 200 <= status < 300:
-            if response.problem is not None:
-                # The server answered, so it may have accepted: we cannot read its id.
-                unread = InvalidResponseError(
-                    f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
-                )
-                raise UncertainSendError(sms, unread) from unread
-            return _read_sent(sms, content)
-        # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
-        refusal = await self._status_error(response, "POST", self._sms_url)
-        if refusal.certainly_not_sent:
-            raise refusal
-        raise UncertainSendError(sms, refusal) from refusal
-
-    async def _shielded_post(
-        self,
-        sms: Sms,
-        body: bytes,
-        max_wait: float | None,
-        attempt: _Attempt,
-        on_handover: Callable[[], object] | None,
-    ) -> SentSms:
-        """:meth:`_post_sms` as a task of its own, waking its caller as it ends."""
+        """One attempt; with ``attempt``, run as a task of its own that wakes its caller
+        as it ends (see :meth:`_send_attempt`)."""
         try:
-            return await self._post_sms(sms, body, max_wait, attempt, on_handover)
+            telemetry = self._telemetry
+            if telemetry is not None:
+                asked = self._clock.now_ns()
+            # The limiter gets the very bound the HTTP layer enforces: a token held by this
+            # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
+            async with self.limiter.acquire(
+                max_wait=max_wait, attempt_timeout=self.attempt_timeout
+            ) as permit:
+                if telemetry is not None:
+                    telemetry.waited(asked)
+                if attempt is not None:
+                    attempt.handed_over = True
+                if on_handover is not None:
+                    try:
+                        on_handover()
+                    except Exception:
+                        logger.exception("on_handover hook raised")
+                try:
+                    response = await self._http.exchange(
+                        self._sms_target,
+                        body,
+                        extensions=self._extensions,
+                        attempt_timeout=self.attempt_timeout,
+                        max_bytes=self.max_response_bytes,
+                    )
+                except TransportError as error:
+                    if error.certainly_not_sent:
+                        permit.refund()
+                        raise
+                    raise UncertainSendError(sms, error) from error
+            # The permit settled when the answer was complete; now read it.
+            status = response.status_code
+            content: bytes = response.content
+            if 200 <= status < 300:
+                if response.problem is not None:
+                    # The server answered, so it may have accepted: we cannot read its id.
+                    unread = InvalidResponseError(
+                        f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
+                    )
+                    raise UncertainSendError(sms, unread) from unread
+                return _read_sent(sms, content)
+            # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
+            refusal = await self._status_error(response, "POST", self._sms_url)
+            if refusal.certainly_not_sent:
+                raise refusal
+            raise UncertainSendError(sms, refusal) from refusal
         finally:
-            attempt.wake()
+            if attempt is not None:
+                self._attempts.pop(attempt.task, None)  # type: ignore[arg-type]
+                attempt.wake()
 
     def _forget_attempt(self, task: asyncio.Task[SentSms]) -> None:
-        # Also wakes the caller of a task cancelled before its first step (aclose).
-        self._attempts.pop(task).wake()
+        # For a task cancelled before its first step: none of its code ran.
+        attempt = self._attempts.pop(task, None)
+        if attempt is not None:
+            attempt.wake()
 
     def _detach(self, sms: Sms, task: asyncio.Task[SentSms]) -> None:
         self._background.add(task)
