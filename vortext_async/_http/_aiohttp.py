@@ -35,7 +35,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from ._body import BodyReader, body_limit, content_encoding
+from ._body import BodyReader, body_limit
 from ._library import HttpLibrary
 from ._network import Cert, ProxyMap, ProxyRoute, ProxyUrl, Verify, ssl_context
 from ._types import HttpLimits, HttpTransportObject
@@ -226,6 +226,11 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             self._proxies = proxies
             self._session: aiohttp.ClientSession | None = None
             self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+            self._last_timeout: tuple[object, float | None, aiohttp.ClientTimeout] = (
+                None,
+                None,
+                aiohttp.ClientTimeout(),
+            )
 
         def _open(self) -> aiohttp.ClientSession:
             connector = aiohttp.TCPConnector(
@@ -262,6 +267,9 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             return Route(target, tls, proxy)
 
         def _timeout(self, timeout: dict[str, Any], total: float | None) -> aiohttp.ClientTimeout:
+            last = self._last_timeout
+            if last[0] is timeout and last[1] == total:
+                return last[2]  # the layer passes the same dict and deadline every time
             key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"), total)
             found = self._timeouts.get(key)
             if found is None:
@@ -277,6 +285,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                     ceil_threshold=math.inf,
                 )
                 self._timeouts[key] = found
+            self._last_timeout = (timeout, total, found)
             return found
 
         def prepare(self, url: str, headers: Any) -> tuple[Any, Any]:
@@ -351,7 +360,9 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 )
                 try:
                     raw_headers = answer.raw_headers
-                    encoding = content_encoding(raw_headers)
+                    # aiohttp's parsed headers (a C multidict): no Python loop over them.
+                    codings = answer.headers.getall("Content-Encoding", None)
+                    encoding = ", ".join(codings) if codings else None
                     limit = body_limit(answer.status, max_bytes)
                     length = answer.content_length
                     if encoding is None and length is not None and length <= limit:
