@@ -926,7 +926,14 @@ def _read_sent(sms: Sms, content: bytes) -> SentSms:
     """A 2xx answer to a send: the message id, or an uncertain send if there is none."""
     what = "the answer to POST /sms"
     try:
-        sent = structure(decode(content, what), SentSms, body=content, what=what)
+        data = decode(content, what)
+        if type(data) is dict and len(data) == 1:
+            # The usual answer, {"messageId": "<id>"}: the very record the converter
+            # builds (no extra fields), without its machinery.
+            message_id = data.get("messageId")
+            if type(message_id) is str and message_id:
+                return SentSms(message_id)
+        sent = structure(data, SentSms, body=content, what=what)
         if not sent.message_id:
             raise InvalidResponseError(f"{what} has an empty messageId", body=content)
     except InvalidResponseError as error:
