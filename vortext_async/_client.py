@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import platform
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Final, TypedDict
 from urllib.parse import quote, urlsplit
 
@@ -141,13 +141,14 @@ def _settle(on_settled: Callable[[bool], object] | None, *, possibly_accepted: b
 
 class _Attempt:
     """A shielded send attempt: whether its request was handed to the transport (it
-    may go out), and the future its caller waits on."""
+    may go out), the future its caller waits on, and the task that runs it."""
 
-    __slots__ = ("handed_over", "waiter")
+    __slots__ = ("handed_over", "task", "waiter")
 
     def __init__(self, waiter: asyncio.Future[None]) -> None:
         self.handed_over = False
         self.waiter = waiter
+        self.task: asyncio.Task[SentSms] | None = None
 
     def wake(self) -> None:
         """Let the caller read the attempt's task (done by now, or about to be)."""
@@ -590,6 +591,7 @@ class VortextClient:
             # A send still waiting for its turn never left: stop it now (not sent).
             for task, attempt in list(self._attempts.items()):
                 if not attempt.handed_over:
+                    task.add_done_callback(self._forget_attempt)
                     task.cancel()
             grace = self.shutdown_grace if grace is None else grace
             self._close_task = asyncio.ensure_future(self._close(grace))
@@ -637,7 +639,7 @@ class VortextClient:
 
     # -- sends -----------------------------------------------------------------------
 
-    async def _send_tries(
+    def _send_tries(
         self,
         sms: Sms,
         body: bytes,
@@ -645,8 +647,10 @@ class VortextClient:
         policy: RetryPolicy,
         on_handover: Callable[[], object] | None,
         on_settled: Callable[[bool], object] | None = None,
-    ) -> SentSms:
-        return await call_with_retries(
+    ) -> Awaitable[SentSms]:
+        # Not a coroutine of its own: the caller awaits call_with_retries' (one frame
+        # less per send).
+        return call_with_retries(
             functools.partial(self._send_attempt, sms, body, max_wait, on_handover, on_settled),
             operation="send",
             policy=policy,
@@ -672,14 +676,18 @@ class VortextClient:
             return await self._post_sms(sms, body, max_wait, None, on_handover, on_settled)
         # asyncio.shield(task), with fewer objects and turns per send: the caller waits
         # on a future of its own, so cancelling the caller never reaches the task, and
-        # the task's last step wakes it (one event-loop turn earlier than a done
-        # callback would: at high concurrency, fewer objects outlive a turn).
-        attempt = _Attempt(asyncio.get_running_loop().create_future())
-        task = asyncio.ensure_future(
-            self._shielded_post(sms, body, max_wait, attempt, on_handover, on_settled)
+        # the task's last step forgets the attempt and wakes the caller (no done
+        # callback: one handle and one event-loop turn less per send, and at high
+        # concurrency fewer objects outlive a turn).  A task cancelled before its first
+        # step runs none of its code: whoever cancels one that has not handed its
+        # request over (aclose, a cancelled caller) adds the done callback that does.
+        loop = asyncio.get_running_loop()
+        attempt = _Attempt(loop.create_future())
+        task = loop.create_task(
+            self._post_sms(sms, body, max_wait, attempt, on_handover, on_settled)
         )
+        attempt.task = task
         self._attempts[task] = attempt
-        task.add_done_callback(self._forget_attempt)
         waiter = attempt.waiter
         try:
             await waiter
@@ -696,6 +704,7 @@ class VortextClient:
                     sms, ClientClosedError("the client closed before the server answered")
                 ) from None
             if not attempt.handed_over:
+                task.add_done_callback(self._forget_attempt)
                 task.cancel()  # still waiting for a token: nothing went out
                 await asyncio.wait([task])
             else:
@@ -711,74 +720,68 @@ class VortextClient:
         on_handover: Callable[[], object] | None,
         on_settled: Callable[[bool], object] | None,
     ) -> SentSms:
-        telemetry = self._telemetry
-        if telemetry is not None:
-            asked = self._clock.now_ns()
-        # The limiter gets the very bound the HTTP layer enforces: a token held by this
-        # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
-        async with self.limiter.acquire(
-            max_wait=max_wait, attempt_timeout=self.attempt_timeout
-        ) as permit:
+        """One attempt; with ``attempt``, run as a task of its own that wakes its caller
+        as it ends (see :meth:`_send_attempt`)."""
+        try:
+            telemetry = self._telemetry
             if telemetry is not None:
-                telemetry.waited(asked)
-            if attempt is not None:
-                attempt.handed_over = True
-            if on_handover is not None:
+                asked = self._clock.now_ns()
+            # The limiter gets the very bound the HTTP layer enforces: a token held by this
+            # attempt is back by ``attempt_timeout`` + W at the latest, by construction.
+            async with self.limiter.acquire(
+                max_wait=max_wait, attempt_timeout=self.attempt_timeout
+            ) as permit:
+                if telemetry is not None:
+                    telemetry.waited(asked)
+                if attempt is not None:
+                    attempt.handed_over = True
+                if on_handover is not None:
+                    try:
+                        on_handover()
+                    except Exception:
+                        logger.exception("on_handover hook raised")
                 try:
-                    on_handover()
-                except Exception:
-                    logger.exception("on_handover hook raised")
-            try:
-                response = await self._http.exchange(
-                    self._sms_target,
-                    body,
-                    extensions=self._extensions,
-                    attempt_timeout=self.attempt_timeout,
-                    max_bytes=self.max_response_bytes,
-                )
-            except TransportError as error:
-                _settle(on_settled, possibly_accepted=not error.certainly_not_sent)
-                if error.certainly_not_sent:
-                    permit.refund()
-                    raise
-                raise UncertainSendError(sms, error) from error
-        # The permit settled when the answer was complete; now read it.
-        status = response.status_code
-        content: bytes = response.content
-        if not 200 <= status < 300:
+                    response = await self._http.exchange(
+                        self._sms_target,
+                        body,
+                        extensions=self._extensions,
+                        attempt_timeout=self.attempt_timeout,
+                        max_bytes=self.max_response_bytes,
+                    )
+                except TransportError as error:
+                    _settle(on_settled, possibly_accepted=not error.certainly_not_sent)
+                    if error.certainly_not_sent:
+                        permit.refund()
+                        raise
+                    raise UncertainSendError(sms, error) from error
+            # The permit settled when the answer was complete; now read it.
+            status = response.status_code
+            content: bytes = response.content
+            if 200 <= status < 300:
+                _settle(on_settled, possibly_accepted=True)
+                if response.problem is not None:
+                    # The server answered, so it may have accepted: we cannot read its id.
+                    unread = InvalidResponseError(
+                        f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
+                    )
+                    raise UncertainSendError(sms, unread) from unread
+                return _read_sent(sms, content)
+            # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
             refusal = await self._status_error(response, "POST", self._sms_url)
             _settle(on_settled, possibly_accepted=not refusal.certainly_not_sent)
             if refusal.certainly_not_sent:
                 raise refusal
-            # A redirect (3xx) is not certainly-not-sent (see UnexpectedStatusError).
             raise UncertainSendError(sms, refusal) from refusal
-        _settle(on_settled, possibly_accepted=True)
-        if response.problem is not None:
-            # The server answered, so it may have accepted: we cannot read its id.
-            unread = InvalidResponseError(
-                f"the answer to POST {_api.SMS_PATH}: {response.problem}", body=content
-            )
-            raise UncertainSendError(sms, unread) from unread
-        return _read_sent(sms, content)
-
-    async def _shielded_post(
-        self,
-        sms: Sms,
-        body: bytes,
-        max_wait: float | None,
-        attempt: _Attempt,
-        on_handover: Callable[[], object] | None,
-        on_settled: Callable[[bool], object] | None,
-    ) -> SentSms:
-        """:meth:`_post_sms` as a task of its own, waking its caller as it ends."""
-        try:
-            return await self._post_sms(sms, body, max_wait, attempt, on_handover, on_settled)
         finally:
-            attempt.wake()
+            if attempt is not None:
+                self._attempts.pop(attempt.task, None)  # type: ignore[arg-type]
+                attempt.wake()
 
     def _forget_attempt(self, task: asyncio.Task[SentSms]) -> None:
-        # Also wakes the caller of a task cancelled before its first step (aclose).
-        self._attempts.pop(task).wake()
+        # For a task cancelled before its first step: none of its code ran.
+        attempt = self._attempts.pop(task, None)
+        if attempt is not None:
+            attempt.wake()
 
     def _detach(self, sms: Sms, task: asyncio.Task[SentSms]) -> None:
         self._background.add(task)
@@ -947,7 +950,14 @@ def _read_sent(sms: Sms, content: bytes) -> SentSms:
     """A 2xx answer to a send: the message id, or an uncertain send if there is none."""
     what = "the answer to POST /sms"
     try:
-        sent = structure(decode(content, what), SentSms, body=content, what=what)
+        data = decode(content, what)
+        if type(data) is dict and len(data) == 1:
+            # The usual answer, {"messageId": "<id>"}: the very record the converter
+            # builds (no extra fields), without its machinery.
+            message_id = data.get("messageId")
+            if type(message_id) is str and message_id:
+                return SentSms(message_id)
+        sent = structure(data, SentSms, body=content, what=what)
         if not sent.message_id:
             raise InvalidResponseError(f"{what} has an empty messageId", body=content)
     except InvalidResponseError as error:

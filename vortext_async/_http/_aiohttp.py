@@ -28,13 +28,14 @@ explicit or from the environment; SOCKS proxies are httpcore's alone.
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from functools import cache
 from types import ModuleType
 from typing import Any
 
-from ._body import BodyReader, body_limit, content_encoding
+from ._body import BodyReader, body_limit
 from ._library import HttpLibrary
 from ._network import Cert, ProxyMap, ProxyRoute, ProxyUrl, Verify, ssl_context
 from ._types import HttpLimits, HttpTransportObject
@@ -225,6 +226,11 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             self._proxies = proxies
             self._session: aiohttp.ClientSession | None = None
             self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+            self._last_timeout: tuple[object, float | None, aiohttp.ClientTimeout] = (
+                None,
+                None,
+                aiohttp.ClientTimeout(),
+            )
 
         def _open(self) -> aiohttp.ClientSession:
             connector = aiohttp.TCPConnector(
@@ -260,19 +266,26 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 tls = self._context()
             return Route(target, tls, proxy)
 
-        def _timeout(self, timeout: dict[str, Any]) -> aiohttp.ClientTimeout:
-            key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+        def _timeout(self, timeout: dict[str, Any], total: float | None) -> aiohttp.ClientTimeout:
+            last = self._last_timeout
+            if last[0] is timeout and last[1] == total:
+                return last[2]  # the layer passes the same dict and deadline every time
+            key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"), total)
             found = self._timeouts.get(key)
             if found is None:
-                connect, read, pool = key
+                connect, read, pool, _ = key
                 found = aiohttp.ClientTimeout(
-                    total=None,
+                    total=total,
                     # Waiting for a pooled connection, then opening one.
                     connect=None if pool is None or connect is None else pool + connect,
                     sock_connect=connect,
                     sock_read=read,
+                    # The deadline exactly: aiohttp would round one of 5 s or more up to
+                    # the next whole second of the loop's clock.
+                    ceil_threshold=math.inf,
                 )
                 self._timeouts[key] = found
+            self._last_timeout = (timeout, total, found)
             return found
 
         def prepare(self, url: str, headers: Any) -> tuple[Any, Any]:
@@ -302,7 +315,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                 data=data,
                 allow_redirects=False,
                 compress=False,
-                timeout=self._timeout(timeouts),
+                timeout=self._timeout(timeouts, None),
                 server_hostname=server_hostname,
                 auto_decompress=False,  # decoded by the caller, within a limit
                 ssl=route.ssl,
@@ -319,6 +332,7 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             timeouts: dict[str, Any],
             *,
             max_bytes: int,
+            total: float | None = None,
         ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes, str | None]:
             """Send one request, read its answer: ``(status, headers, body, problem)``.
 
@@ -326,13 +340,29 @@ def _transport_class(lib: ModuleType) -> type[Any]:
             library is built.  The body is read as a stream and decoded by a
             :class:`~vortext_async._http._body.BodyReader` (at most ``max_bytes`` of a 2xx, an
             excerpt of anything else); past that the connection is dropped and
-            ``problem`` says why.  Failures are raised as the library's exceptions.
+            ``problem`` says why.  Failures are raised as the library's exceptions, but
+            for ``total``: seconds for all of it, past which a bare ``TimeoutError``.
             """
             try:
-                answer = await self._send(method, route, headers, data, timeouts, None)
+                # As _send(), inlined: one coroutine less per request.
+                answer = await (self._session or self._open()).request(
+                    method,
+                    route.url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    compress=False,
+                    timeout=self._timeout(timeouts, total),
+                    auto_decompress=False,  # decoded below, within a limit
+                    ssl=route.ssl,
+                    proxy=route.proxy,
+                    proxy_headers=route.proxy_headers,
+                )
                 try:
                     raw_headers = answer.raw_headers
-                    encoding = content_encoding(raw_headers)
+                    # aiohttp's parsed headers (a C multidict): no Python loop over them.
+                    codings = answer.headers.getall("Content-Encoding", None)
+                    encoding = ", ".join(codings) if codings else None
                     limit = body_limit(answer.status, max_bytes)
                     length = answer.content_length
                     if encoding is None and length is not None and length <= limit:
@@ -350,6 +380,9 @@ def _transport_class(lib: ModuleType) -> type[Any]:
                     answer.release()
                 return answer.status, raw_headers, reader.body, reader.problem
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                if total is not None and type(error) is TimeoutError:
+                    # aiohttp's ``total`` deadline (its own timeouts are subclasses).
+                    raise
                 raise mapped(error, None) from error
 
         async def handle_async_request(self, request: Any) -> Any:

@@ -286,6 +286,29 @@ class HttpLayer:
 
         ``extensions`` (a per-request timeout) apply to a handed-in client only.
         """
+        direct = self._direct
+        if direct is not None:
+            # The direct path: aiohttp's own ``total`` timeout is the deadline (it covers
+            # the connection, the request and the body, as ``asyncio.timeout`` would, for
+            # fewer objects and no extra coroutines per request).
+            try:
+                status, raw_headers, body, problem = await direct.exchange(
+                    target.method,
+                    target.url,
+                    target.headers,
+                    content,
+                    self._extensions,
+                    max_bytes=max_bytes,
+                    total=attempt_timeout,
+                )
+            except TimeoutError:  # only the total deadline is raised as a bare TimeoutError
+                raise _attempt_timed_out(target, attempt_timeout) from None
+            except BaseException as error:
+                mapped = self.map_error(error, target.method, target.text)
+                if mapped is None:
+                    raise
+                raise mapped from error
+            return Answer(status, body, raw_headers, problem)
         deadline = asyncio.timeout(attempt_timeout)
         try:
             async with deadline:
@@ -293,12 +316,7 @@ class HttpLayer:
         except TimeoutError:
             if not deadline.expired():
                 raise
-            raise RequestTimeoutError(
-                f"no complete answer within attempt_timeout={attempt_timeout:g} s",
-                method=target.method,
-                url=target.text,
-                request_sent=True,
-            ) from None
+            raise _attempt_timed_out(target, attempt_timeout) from None
 
     async def _exchange(
         self,
@@ -308,16 +326,6 @@ class HttpLayer:
         max_bytes: int,
     ) -> Answer:
         try:
-            if self._direct is not None:
-                status, raw_headers, body, problem = await self._direct.exchange(
-                    target.method,
-                    target.url,
-                    target.headers,
-                    content,
-                    self._extensions,
-                    max_bytes=max_bytes,
-                )
-                return Answer(status, body, raw_headers, problem)
             request = self._lib.Request(
                 target.method,
                 target.url,
@@ -367,6 +375,15 @@ class HttpLayer:
     async def aclose(self) -> None:
         if self.owned:
             await self.client.aclose()
+
+
+def _attempt_timed_out(target: Target, attempt_timeout: float) -> RequestTimeoutError:
+    return RequestTimeoutError(
+        f"no complete answer within attempt_timeout={attempt_timeout:g} s",
+        method=target.method,
+        url=target.text,
+        request_sent=True,
+    )
 
 
 def _certificate_refused(error: BaseException) -> ssl.SSLCertVerificationError | None:
