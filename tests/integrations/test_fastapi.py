@@ -368,7 +368,10 @@ async def test_two_workers_share_the_caps_through_redis(
                 for burst in range(10):  # a loaded machine may give one worker many bursts
                     refs = (f"r{burst}-{i}" for i in range(20))
                     responses += await asyncio.gather(*(notify(http, ref) for ref in refs))
-                    if {r.headers["x-worker-pid"] for r in responses} == pids:
+                    both = {r.headers["x-worker-pid"] for r in responses} == pids
+                    # The control goes on until the excess shows: a loaded machine may
+                    # serve the two workers' bursts in different seconds.
+                    if both and (shared or emulator.stats.violations > 0):
                         break
         finally:
             process.send_signal(signal.SIGTERM)
