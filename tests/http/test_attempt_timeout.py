@@ -63,14 +63,19 @@ class RecordingLimiter:
         await self.inner.aclose()
 
 
+# The whole answer dripped (the deadline holds before the headers), or its headers at
+# once and its body dripped (it holds while the body is read, too).
+@pytest.mark.parametrize("edge", [DRIP, "bodydrip-20"])
 @pytest.mark.parametrize("kind", TRANSPORTS)
-async def test_a_dripping_answer_ends_the_send_at_attempt_timeout_as_uncertain(kind: str) -> None:
+async def test_a_dripping_answer_ends_the_send_at_attempt_timeout_as_uncertain(
+    kind: str, edge: str
+) -> None:
     clock = VirtualClock(autojump=False)  # moves only when the test says
     limiter = RecordingLimiter(RateLimiter(RateLimit(windows=[(1, W)]), clock=clock))
     with EdgeServer() as server:
         async with open_client(
             kind,
-            server.url_for(DRIP),
+            server.url_for(edge),
             timeout=1.0,  # per phase: each dripped byte comes well within it
             attempt_timeout=ATTEMPT,
             rate_limit=limiter,

@@ -65,6 +65,7 @@ Kind = Literal[
     "reset_after_read",
     "hold",
     "drip",
+    "drip_body",
     "stream",
 ]
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
@@ -138,6 +139,12 @@ class Fault:
         """A success (as :meth:`ok`), written one byte every ``interval`` seconds, status
         line and headers included: each byte comes well within a read timeout."""
         return cls("drip", interval=interval)
+
+    @classmethod
+    def drip_body(cls, interval: float) -> Fault:
+        """A success whose status line and headers come at once and whose body then
+        comes one byte every ``interval`` seconds (the deadline must hold mid-body)."""
+        return cls("drip_body", interval=interval)
 
     @classmethod
     def stream(cls, length: int) -> Fault:
@@ -389,15 +396,18 @@ class FaultServer:
             for left in range(fault.length, 0, -_CHUNK):
                 await out.send(chunk[: min(left, _CHUNK)])
             return received.headers.get("connection", "").lower() != "close"
-        if fault.kind in ("ok", "drip"):
+        if fault.kind in ("ok", "drip", "drip_body"):
             status, payload = self._success(received)
             extra: tuple[tuple[str, str], ...] = ()
         else:
             status, payload, extra = fault.status, fault.body, fault.headers
         answer = _response(status, payload, extra)
         received.answer_size = len(answer)
-        if fault.kind == "drip":
-            for byte in answer:
+        if fault.kind in ("drip", "drip_body"):
+            head = answer.index(b"\r\n\r\n") + 4 if fault.kind == "drip_body" else 0
+            if head:
+                await out.send(answer[:head])
+            for byte in answer[head:]:
                 await out.send(bytes([byte]))
                 await asyncio.sleep(fault.interval)
         else:
@@ -427,6 +437,8 @@ class EdgeServer(FaultServer):
     - ``ok``: 200 with a fresh ``messageId`` (to a send), ``{"status": "OK"}`` (to a read);
     - ``drip-<ms>``: that success written one byte every ``<ms>`` milliseconds, status
       line and headers included (every byte arrives well within a read timeout);
+    - ``bodydrip-<ms>``: that success with its status line and headers at once, then its
+      body one byte every ``<ms>`` milliseconds;
     - ``huge-<bytes>``: a 200 whose body is ``<bytes>`` long, in 64 KiB chunks;
     - ``bomb-<megabytes>``: a 200 with ``Content-Encoding: gzip`` whose body inflates to
       ``<megabytes>`` MiB of zeros (about 1 KiB sent per MiB);
@@ -462,6 +474,8 @@ class EdgeServer(FaultServer):
         kind, _, arg = edge.partition("-")
         if kind == "drip":
             return Fault.drip(int(arg) / 1000)
+        if kind == "bodydrip":
+            return Fault.drip_body(int(arg) / 1000)
         if kind == "huge":
             return Fault.stream(int(arg))
         if kind == "bomb":
