@@ -50,7 +50,15 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-__all__ = ["EdgeServer", "Fault", "FaultServer", "Received", "gzip_bomb", "refused_url"]
+__all__ = [
+    "EdgeServer",
+    "Fault",
+    "FaultServer",
+    "Received",
+    "gzip_bomb",
+    "read_request",
+    "refused_url",
+]
 
 T = TypeVar("T")
 _CHUNK = 64 * 1024
@@ -338,20 +346,10 @@ class FaultServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: int
     ) -> bool:
         """Serve one request; False when the connection is to be closed."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
+        request = await read_request(reader)
+        if request is None:
             return False  # the client closed an idle connection
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        method, path, _version = request_line.split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        if "chunked" in headers.get("transfer-encoding", ""):
-            raise NotImplementedError("the fault server reads Content-Length bodies only")
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        method, path, headers, body = request
 
         received = Received(method, path, headers, body, self.default, connection)
         received.fault = fault = await self.respond(received)
@@ -510,6 +508,29 @@ class EdgeServer(FaultServer):
         self._thread.join()
         self._loop.close()
         self._loop = self._thread = None
+
+
+async def read_request(
+    reader: asyncio.StreamReader,
+) -> tuple[str, str, dict[str, str], bytes] | None:
+    """The next request on a connection: method, target, headers (names in lower case)
+    and ``Content-Length`` body; ``None`` if the client closed it first.  The one HTTP
+    request parser of the tests (the fault server's and the forwarding proxy's)."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = request_line.split(" ", 2)
+    headers: dict[str, str] = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", ""):
+        raise NotImplementedError("the test servers read Content-Length bodies only")
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return method, target, headers, body
 
 
 @functools.cache

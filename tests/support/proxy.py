@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
 
+from tests.support.faults import read_request
+
 __all__ = ["Carried", "ForwardingProxy"]
 
 
@@ -112,15 +114,10 @@ class ForwardingProxy:
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Carry one request; False when the client's connection is to be closed."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
+        request = await read_request(reader)
+        if request is None:
             return False
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        method, target, _version = request_line.split(" ", 2)
-        pairs = [line.partition(":") for line in lines if line]
-        headers = {name.strip().lower(): value.strip() for name, _, value in pairs}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        method, target, headers, body = request
         self.carried.append(Carried(method, target, headers))
         if not self._allowed(headers):
             self.refused += 1
