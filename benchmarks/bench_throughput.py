@@ -155,11 +155,38 @@ def cases(*, more: bool = False) -> dict[str, Case]:
 # -- measuring -----------------------------------------------------------------------
 
 
+class _GcTimer:
+    """Seconds this process spent in the garbage collector while ``on``."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.on:
+            self.seconds += time.perf_counter() - self._started
+
+
 async def _rate(
     case: Case, url: str, concurrency: int, warmup: float, window: float
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Sends per second over ``window`` seconds, after ``warmup`` seconds of sending, and
-    this process's CPU microseconds per send over the same window."""
+    this process's CPU microseconds per send over the same window, and of those, the
+    microseconds the garbage collector took."""
+    collector = _GcTimer()
+    gc.callbacks.append(collector)
+    try:
+        return await _measured(case, url, concurrency, warmup, window, collector)
+    finally:
+        gc.callbacks.remove(collector)
+
+
+async def _measured(
+    case: Case, url: str, concurrency: int, warmup: float, window: float, collector: _GcTimer
+) -> tuple[float, float, float]:
     async with AsyncExitStack() as stack:
         send = await case(url, stack)
         done = 0
@@ -175,7 +202,9 @@ async def _rate(
         try:
             await asyncio.sleep(warmup)
             start_count, start, start_cpu = done, time.perf_counter(), time.process_time()
+            collector.on = True
             await asyncio.sleep(window)
+            collector.on = False
             end_count, end, end_cpu = done, time.perf_counter(), time.process_time()
         finally:
             stop = True
@@ -184,7 +213,8 @@ async def _rate(
         if errors:
             raise RuntimeError(f"a send failed: {errors[0]!r}") from errors[0]
         sends = end_count - start_count
-        return sends / (end - start), (end_cpu - start_cpu) / max(sends, 1) * 1e6
+        per_send = 1e6 / max(sends, 1)
+        return sends / (end - start), (end_cpu - start_cpu) * per_send, collector.seconds * per_send
 
 
 def measure(
@@ -195,10 +225,12 @@ def measure(
     window: float,
     only: list[str] | None = None,
     more: bool = False,
-) -> tuple[Table, Table]:
-    """Sends per second and client CPU us per send: {case: {concurrency: [one per repeat]}}."""
+) -> tuple[Table, Table, Table]:
+    """Sends per second, client CPU us per send and the garbage collector's share of it:
+    {case: {concurrency: [one per repeat]}}."""
     table: Table = defaultdict(lambda: defaultdict(list))
     cpu_table: Table = defaultdict(lambda: defaultdict(list))
+    gc_table: Table = defaultdict(lambda: defaultdict(list))
     found = {
         label: case
         for label, case in cases(more=more).items()
@@ -210,15 +242,17 @@ def measure(
         for n in concurrency:
             for label, case in found.items():
                 gc.collect()
-                rate, cpu = _run(_rate(case, url, n, warmup, window))
+                rate, cpu, in_gc = _run(_rate(case, url, n, warmup, window))
                 table[label][n].append(rate)
                 cpu_table[label][n].append(cpu)
+                gc_table[label][n].append(in_gc)
                 print(
-                    f"  {label:<40} c={n:<4} {rate:8.0f}/s {cpu:6.0f} us CPU/send",
+                    f"  {label:<40} c={n:<4} {rate:8.0f}/s {cpu:6.0f} us CPU/send"
+                    f" ({in_gc:4.1f} in gc)",
                     file=sys.stderr,
                     flush=True,
                 )
-    return table, cpu_table
+    return table, cpu_table, gc_table
 
 
 def _ratio(numerators: list[float], denominators: list[float]) -> float:
@@ -240,6 +274,17 @@ def print_cpu(cpu_table: Table, concurrency: tuple[int, ...]) -> None:
             f"{statistics.median(row[n]):,.0f} ({_ratio(row[n], base[n]):.2f}x)"
             for n in concurrency
         ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def print_gc(gc_table: Table, concurrency: tuple[int, ...]) -> None:
+    """The garbage collector's part of the client CPU per send (Python's gen-0 passes
+    follow the objects alive across event-loop turns)."""
+    print("\n## Of which the garbage collector, us per send (median)\n")
+    print("| case | " + " | ".join(f"c={n}" for n in concurrency) + " |")
+    print("|" + "---|" * (len(concurrency) + 1))
+    for label, row in gc_table.items():
+        cells = [f"{statistics.median(row[n]):.1f}" for n in concurrency]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
@@ -526,7 +571,7 @@ def main() -> None:
     bulk_library = "httpx2" if _have("httpx2") else "httpx"
     bulk_count = 500 if args.quick else 20_000
     with running_server() as url:
-        table, cpu_table = measure(
+        table, cpu_table, gc_table = measure(
             url, concurrency, repeat, warmup, window, args.only, more=args.more
         )
         bulk = (
@@ -538,6 +583,7 @@ def main() -> None:
         )
     print_throughput(table, concurrency)
     print_cpu(cpu_table, concurrency)
+    print_gc(gc_table, concurrency)
     if bulk:
         print_bulk(bulk, bulk_library, bulk_count)
 
@@ -580,6 +626,9 @@ def main() -> None:
                 },
                 "client_cpu_us_per_send": {
                     label: {str(n): v for n, v in row.items()} for label, row in cpu_table.items()
+                },
+                "client_gc_us_per_send": {
+                    label: {str(n): v for n, v in row.items()} for label, row in gc_table.items()
                 },
                 "bulk_seconds": {str(n): dict(modes) for n, modes in bulk.items()},
                 "bulk_count": bulk_count,
