@@ -98,30 +98,8 @@ async def test_tables_are_created_on_first_use_and_said_so(
             pass
     created = [r for r in caplog.records if "created the tables" in r.getMessage()]
     assert len(created) == 1
-    assert "vortext_shares (schema version 2)" in created[0].getMessage()
-    assert query(url, "SELECT version FROM vortext_journal_schema") == [(2,)]
-
-
-async def test_a_journal_of_schema_version_1_is_upgraded_in_place_and_said_so(
-    url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with opened(url) as journal:
-        assert (await journal.claim("k:kept", "f", "+33600000000")).kind is ClaimKind.SEND
-    # What version 1 created: no shares.
-    query(url, "DROP TABLE vortext_shares")
-    query(url, "DELETE FROM vortext_journal_schema")
-    query(url, "INSERT INTO vortext_journal_schema (version) VALUES (1)")
-    with caplog.at_level(logging.INFO, logger="vortext_async"):
-        async with opened(url) as journal:
-            assert await journal.claim_share(0) is True
-            assert (await journal.claim("k:kept", "f", "+33600000000")).kind is (
-                ClaimKind.UNCERTAIN
-            )
-    upgraded = [r for r in caplog.records if "upgraded" in r.getMessage()]
-    assert len(upgraded) == 1
-    assert "from schema version 1 to 2" in upgraded[0].getMessage()
-    assert query(url, "SELECT max(version) FROM vortext_journal_schema") == [(2,)]
-    assert query(url, "SELECT share, run FROM vortext_shares") == [(0, 2)]
+    assert "schema version 1" in created[0].getMessage()
+    assert query(url, "SELECT version FROM vortext_journal_schema") == [(1,)]
 
 
 async def test_a_journal_of_another_schema_version_is_refused(url: str) -> None:
@@ -196,44 +174,6 @@ async def test_a_message_another_host_is_claiming_right_now_is_not_waited_for(
             claim = await asyncio.wait_for(journal.claim("k:a", FP, "+336"), timeout=30)
             assert claim.kind is ClaimKind.ELSEWHERE
             assert (await journal.claim("k:b", FP, "+336")).kind is ClaimKind.SEND
-        finally:
-            await other.rollback()
-            await other.close()
-
-
-async def test_a_share_a_live_host_holds_is_skipped_whole_until_that_host_ends(
-    url: str,
-) -> None:
-    async with opened(url) as first, opened(url) as second:
-        assert await first.claim_share(0) is True
-        assert await second.claim_share(0) is False  # the first host's: skipped
-        assert await second.claim_share(1) is True
-        assert await first.claim_share(1) is False
-        assert await first.claim_share(0) is True  # its own, asked again
-        await first.aclose()
-        # Ended: what it left of share 0 is taken by the next host to reach it.
-        assert await second.claim_share(0) is True
-    assert query(url, "SELECT share, run FROM vortext_shares ORDER BY share") == [
-        (0, second.run),
-        (1, second.run),
-    ]
-    async with opened(url, job="other") as third:  # shares are per job
-        assert await third.claim_share(0) is True
-
-
-async def test_a_share_another_host_is_claiming_right_now_is_not_waited_for(url: str) -> None:
-    async with opened(url) as journal:
-        other = await psycopg.AsyncConnection.connect(url)
-        try:
-            await other.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('default' || chr(30) || '0', 0))"
-            )
-            await other.execute(
-                "INSERT INTO vortext_shares (job, share, run) VALUES ('default', 0, 0)"
-            )
-            # The guard only stops a hang (a claim that waited for the other host).
-            assert await asyncio.wait_for(journal.claim_share(0), timeout=30) is False
-            assert await journal.claim_share(1) is True
         finally:
             await other.rollback()
             await other.close()
@@ -389,28 +329,6 @@ async def test_two_jobs_on_one_campaign_send_each_message_once(url: str) -> None
     assert one.summary.skipped + two.summary.skipped == 300
     status = await journal_status(url)
     assert status.counts == {"attempting": 0, "sent": 300, "failed": 0, "uncertain": 0}
-
-
-async def test_hosts_take_whole_shares_of_the_campaign(url: str) -> None:
-    emulator = Emulator(users={"acme": "secret"}, latency=0.001)
-    async with (
-        serve_emulator(emulator) as base_url,
-        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
-    ):
-        jobs = [send_bulk(c, campaign(2000), journal=url, concurrency=8) for _ in range(2)]
-        reports = await asyncio.gather(*(collect(job) for job in jobs))
-    assert emulator.duplicates() == {}
-    assert len(emulator.messages()) == 2000
-    # Each share of 500 messages was sent, and reported, by one job alone.
-    owners: dict[int, set[int]] = {}
-    for n, report in enumerate(reports):
-        for result in report:
-            assert result.outcome is Outcome.SENT
-            assert result.sms.key is not None
-            owners.setdefault(int(result.sms.key[1:]) // 500, set()).add(n)
-    assert sorted(owners) == [0, 1, 2, 3]
-    assert all(len(jobs_of_share) == 1 for jobs_of_share in owners.values()), owners
-    assert sum(job.summary.skipped for job in jobs) == 2000
 
 
 # -- hosts as processes -----------------------------------------------------------------------

@@ -145,19 +145,11 @@ class JournalBackend(Protocol):
     run: int
     """This run's number in the journal (set by :meth:`open`)."""
 
-    share_size: int | None
-    """Messages per share of the input, for a journal several hosts share: the job
-    claims a share (:meth:`claim_share`) before the messages in it.  None: no shares."""
-
     async def open(self) -> None:
         """Connect, create the tables if needed and record a new run."""
 
     def claim(self, key: str, fingerprint: str, phone_number: object) -> asyncio.Future[Claim]:
         """Decide what to do with a message; a SEND claim's row is committed when done."""
-
-    def claim_share(self, share: int) -> asyncio.Future[bool]:
-        """Whether this run takes the messages of share ``share`` (positions
-        ``share * share_size`` on); False: another live host has them (skip them all)."""
 
     def settle(
         self,

@@ -317,7 +317,6 @@ class BulkJob:
         self._uncertain = 0
         self._resumed = 0
         self._skipped = 0
-        self._share: tuple[int, asyncio.Future[bool]] | None = None
         self._started_at = 0.0
         self._ended_at: float | None = None
 
@@ -566,16 +565,6 @@ class BulkJob:
         )
         self._fail(error)
 
-    def _share_of(self, journal: JournalBackend, size: int, position: int) -> asyncio.Future[bool]:
-        """Whether the share of the input holding ``position`` is this job's: claimed once,
-        by the first worker to reach it (messages are read in order, so only the latest
-        share is kept)."""
-        share = position // size
-        current = self._share
-        if current is None or current[0] != share:
-            current = self._share = (share, journal.claim_share(share))
-        return current[1]
-
     async def _send_one(self, position: int, message: Any) -> SendResult | None:
         if not isinstance(message, Sms):
             error = InvalidRequestError("messages", message, f"item {position} is not an Sms")
@@ -585,19 +574,6 @@ class BulkJob:
         key = ""
         claim: Claim | None = None
         if journal is not None:
-            if journal.share_size is not None:
-                try:
-                    ours = await self._share_of(journal, journal.share_size, position)
-                except asyncio.CancelledError:
-                    # Stopped before its claim: not sent, nothing in the journal.
-                    self._emit(SendResult(sms, Outcome.FAILED, error=_stopped()))
-                    raise
-                except Exception as error:
-                    self._fail(_journal_error(journal, error))
-                    return SendResult(sms, Outcome.FAILED, error=error)
-                if not ours:
-                    self._skipped += 1  # in a share another live host sends and reports
-                    return None
             key = journal_key(sms.key, position)
             try:
                 claim = await journal.claim(
@@ -618,7 +594,7 @@ class BulkJob:
         if self._stop_requested:
             if journal is not None and claim is not None:
                 journal.unclaim(key, claim.previous)
-            stopped = _stopped()
+            stopped = VortextError("the bulk job stopped before this message was sent")
             return SendResult(sms, Outcome.FAILED, error=stopped)
         if self._gave_up is not None:  # the account refuses everything: not sent
             if journal is not None and claim is not None:
@@ -673,7 +649,7 @@ class BulkJob:
                             "and an earlier attempt of it may have been accepted",
                         )
                     else:  # waiting for its turn or to be sent again: a rerun sends it
-                        stopped = _stopped()
+                        stopped = VortextError("the bulk job stopped before this message was sent")
                         result = SendResult(sms, Outcome.FAILED, error=stopped)
                     if journal is not None and claim is not None:
                         if out:
@@ -862,11 +838,6 @@ def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
-
-
-def _stopped() -> VortextError:
-    """Why a message the job stopped before sending was not sent."""
-    return VortextError("the bulk job stopped before this message was sent")
 
 
 def _uncertain(sms: Sms, why: str) -> SendResult:
