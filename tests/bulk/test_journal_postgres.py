@@ -98,8 +98,30 @@ async def test_tables_are_created_on_first_use_and_said_so(
             pass
     created = [r for r in caplog.records if "created the tables" in r.getMessage()]
     assert len(created) == 1
-    assert "schema version 1" in created[0].getMessage()
-    assert query(url, "SELECT version FROM vortext_journal_schema") == [(1,)]
+    assert "vortext_shares (schema version 2)" in created[0].getMessage()
+    assert query(url, "SELECT version FROM vortext_journal_schema") == [(2,)]
+
+
+async def test_a_journal_of_schema_version_1_is_upgraded_in_place_and_said_so(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with opened(url) as journal:
+        assert (await journal.claim("k:kept", "f", "+33600000000")).kind is ClaimKind.SEND
+    # What version 1 created: no shares.
+    query(url, "DROP TABLE vortext_shares")
+    query(url, "DELETE FROM vortext_journal_schema")
+    query(url, "INSERT INTO vortext_journal_schema (version) VALUES (1)")
+    with caplog.at_level(logging.INFO, logger="vortext_async"):
+        async with opened(url) as journal:
+            assert await journal.claim_share(0) is True
+            assert (await journal.claim("k:kept", "f", "+33600000000")).kind is (
+                ClaimKind.UNCERTAIN
+            )
+    upgraded = [r for r in caplog.records if "upgraded" in r.getMessage()]
+    assert len(upgraded) == 1
+    assert "from schema version 1 to 2" in upgraded[0].getMessage()
+    assert query(url, "SELECT max(version) FROM vortext_journal_schema") == [(2,)]
+    assert query(url, "SELECT share, run FROM vortext_shares") == [(0, 2)]
 
 
 async def test_a_journal_of_another_schema_version_is_refused(url: str) -> None:
@@ -174,6 +196,44 @@ async def test_a_message_another_host_is_claiming_right_now_is_not_waited_for(
             claim = await asyncio.wait_for(journal.claim("k:a", FP, "+336"), timeout=30)
             assert claim.kind is ClaimKind.ELSEWHERE
             assert (await journal.claim("k:b", FP, "+336")).kind is ClaimKind.SEND
+        finally:
+            await other.rollback()
+            await other.close()
+
+
+async def test_a_share_a_live_host_holds_is_skipped_whole_until_that_host_ends(
+    url: str,
+) -> None:
+    async with opened(url) as first, opened(url) as second:
+        assert await first.claim_share(0) is True
+        assert await second.claim_share(0) is False  # the first host's: skipped
+        assert await second.claim_share(1) is True
+        assert await first.claim_share(1) is False
+        assert await first.claim_share(0) is True  # its own, asked again
+        await first.aclose()
+        # Ended: what it left of share 0 is taken by the next host to reach it.
+        assert await second.claim_share(0) is True
+    assert query(url, "SELECT share, run FROM vortext_shares ORDER BY share") == [
+        (0, second.run),
+        (1, second.run),
+    ]
+    async with opened(url, job="other") as third:  # shares are per job
+        assert await third.claim_share(0) is True
+
+
+async def test_a_share_another_host_is_claiming_right_now_is_not_waited_for(url: str) -> None:
+    async with opened(url) as journal:
+        other = await psycopg.AsyncConnection.connect(url)
+        try:
+            await other.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('default' || chr(30) || '0', 0))"
+            )
+            await other.execute(
+                "INSERT INTO vortext_shares (job, share, run) VALUES ('default', 0, 0)"
+            )
+            # The guard only stops a hang (a claim that waited for the other host).
+            assert await asyncio.wait_for(journal.claim_share(0), timeout=30) is False
+            assert await journal.claim_share(1) is True
         finally:
             await other.rollback()
             await other.close()
@@ -329,6 +389,107 @@ async def test_two_jobs_on_one_campaign_send_each_message_once(url: str) -> None
     assert one.summary.skipped + two.summary.skipped == 300
     status = await journal_status(url)
     assert status.counts == {"attempting": 0, "sent": 300, "failed": 0, "uncertain": 0}
+
+
+async def test_hosts_spread_over_the_campaign_by_shares(url: str) -> None:
+    emulator = Emulator(users={"acme": "secret"}, latency=0.001)
+    async with (
+        serve_emulator(emulator) as base_url,
+        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
+    ):
+        jobs = [send_bulk(c, campaign(2000), journal=url, concurrency=8) for _ in range(2)]
+        reports = await asyncio.gather(*(collect(job) for job in jobs))
+    assert emulator.duplicates() == {}
+    assert len(emulator.messages()) == 2000
+    assert all(r.outcome is Outcome.SENT for report in reports for r in report)
+    assert sum(len(report) for report in reports) == 2000  # each reported by one job
+    assert sum(job.summary.skipped for job in jobs) == 2000  # and skipped by the other
+    # Each share of 500 was taken by one job, and both jobs took some.
+    owners = query(url, "SELECT share, run FROM vortext_shares ORDER BY share")
+    assert [share for share, _ in owners] == [0, 1, 2, 3]
+    assert len({run for _, run in owners}) == 2
+
+
+async def test_a_share_whose_host_stops_early_is_finished_by_the_host_that_put_it_off(
+    url: str,
+) -> None:
+    emulator = Emulator(users={"acme": "secret"}, latency=0.01)
+    async with (
+        serve_emulator(emulator) as base_url,
+        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
+    ):
+        first = send_bulk(c, campaign(1000), journal=url, concurrency=2)
+        results = aiter(first)
+        first_results = [await anext(results)]  # the first job holds share 0
+        second = send_bulk(c, campaign(1000), journal=url, concurrency=2)
+        second_task = asyncio.ensure_future(collect(second))
+        # The second job put share 0 off (the first is live) and sends share 1.
+        while second.summary.total == 0:
+            await asyncio.sleep(0.005)
+        await first.aclose()  # Ctrl-C on the first host, early in share 0
+        first_results += [result async for result in results]
+        second_results = await second_task
+    assert first.summary.stopped
+    assert not second.summary.stopped
+    assert emulator.duplicates() == {}
+    assert len(emulator.messages()) == 1000  # the rest of share 0 too
+    sent_first = [r for r in first_results if r.outcome is Outcome.SENT]
+    assert 0 < len(sent_first) < 500
+    # Every message reported once: the first host's by it, the rest by the second.
+    assert len(sent_first) + len(second_results) == 1000
+    assert all(r.outcome is Outcome.SENT for r in second_results)
+    assert second.summary.skipped == len(sent_first)
+
+
+async def test_a_host_stopped_before_coming_back_to_a_share_leaves_it_to_its_holder(
+    url: str,
+) -> None:
+    emulator = Emulator(users={"acme": "secret"}, latency=0.01)
+    async with (
+        serve_emulator(emulator) as base_url,
+        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
+    ):
+        first = send_bulk(c, campaign(1000), journal=url, concurrency=2)
+        first_task = asyncio.ensure_future(collect(first))
+        while first.summary.total == 0:  # the first job holds share 0
+            await asyncio.sleep(0.005)
+        second = send_bulk(c, campaign(1000), journal=url, concurrency=2)
+        second_task = asyncio.ensure_future(collect(second))
+        while second.summary.total == 0:  # share 0 put off, share 1 being sent
+            await asyncio.sleep(0.005)
+        await second.aclose()
+        second_results = await second_task
+        await first.aclose()
+        await first_task
+    # Share 0 is the first host's: the second neither sent nor reported any of it.
+    assert not any(int(r.sms.key[1:]) < 500 for r in second_results if r.sms.key)
+    assert second.summary.skipped == 500
+    # What it read of share 1 has one result each; nothing was sent twice.
+    assert emulator.duplicates() == {}
+    assert len(second_results) == len({r.sms.key for r in second_results})
+
+
+def reversed_campaign(count: int) -> Iterator[Sms]:
+    for n in reversed(range(count)):
+        yield Sms(f"+336100{n:05d}", f"message {n}", key=f"m{n}")
+
+
+async def test_hosts_reading_keyed_messages_in_different_orders_send_each_once(
+    url: str,
+) -> None:
+    emulator = Emulator(users={"acme": "secret"}, latency=0.002)
+    async with (
+        serve_emulator(emulator) as base_url,
+        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
+    ):
+        # A share is positions; the same positions hold other keys on each host.
+        one = send_bulk(c, campaign(1000), journal=url, concurrency=4)
+        two = send_bulk(c, reversed_campaign(1000), journal=url, concurrency=4)
+        first, second = await asyncio.gather(collect(one), collect(two))
+    assert emulator.duplicates() == {}
+    assert len(emulator.messages()) == 1000
+    assert len(first) + len(second) == 1000
+    assert one.summary.skipped + two.summary.skipped == 1000
 
 
 # -- hosts as processes -----------------------------------------------------------------------

@@ -145,11 +145,24 @@ class JournalBackend(Protocol):
     run: int
     """This run's number in the journal (set by :meth:`open`)."""
 
+    share_size: int | None
+    """Messages per share of the input, for a journal several hosts share: the job
+    claims a share (:meth:`claim_share`) before the messages in it, and puts off the
+    shares other hosts hold.  None: no shares."""
+
     async def open(self) -> None:
         """Connect, create the tables if needed and record a new run."""
 
     def claim(self, key: str, fingerprint: str, phone_number: object) -> asyncio.Future[Claim]:
         """Decide what to do with a message; a SEND claim's row is committed when done."""
+
+    def claim_share(self, share: int) -> asyncio.Future[bool]:
+        """Whether this run takes share ``share`` of the input (positions ``share *
+        share_size`` on) now; False: another live host does, come back to it later."""
+
+    def held_elsewhere(self, keys: list[str]) -> asyncio.Future[set[str]]:
+        """Those of ``keys`` that a live host of this job has claimed (it reports them):
+        a claim of each would answer :attr:`ClaimKind.ELSEWHERE`."""
 
     def settle(
         self,

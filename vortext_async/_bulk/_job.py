@@ -57,6 +57,8 @@ __all__ = ["BulkJob", "BulkProgress", "BulkSummary", "Sender", "send_bulk"]
 logger = logging.getLogger("vortext_async.bulk")
 
 _NS: Final = 1_000_000_000
+_MAX_PUT_OFF: Final = 4
+"""Shares of other hosts a job keeps to come back to (its memory: as many x their size)."""
 
 
 class Sender(Protocol):
@@ -155,7 +157,9 @@ def send_bulk(
     ``messages`` (any iterable or async iterable of :class:`Sms`) is read lazily, a
     message at a time as send slots free up; a generator is closed when the job ends.  At most
     ``concurrency`` messages are in flight, and at most ``concurrency`` results wait for a
-    caller who is behind: reading is never more than ``2 * concurrency`` messages ahead.
+    caller who is behind: reading is never more than ``2 * concurrency`` messages ahead
+    (with a PostgreSQL journal, plus the shares of other hosts put off: at most four
+    shares of 500 messages, see "Bulk jobs and journals").
 
     ``journal``: a SQLite file recording each message, or a ``postgresql://`` URL
     (extra ``postgres``) whose journal several hosts share (see "Bulk jobs and
@@ -173,7 +177,8 @@ def send_bulk(
     did not go out): then the corrected message takes the key and is sent.  A key
     whose message was SENT or UNCERTAIN is never replaced.  With a PostgreSQL
     journal, messages that another live host of the job holds are skipped (no result;
-    :attr:`BulkSummary.skipped`).
+    :attr:`BulkSummary.skipped`), as are, when a job stops, the shares of other hosts
+    it had put off and not come back to.
 
     Stopping (``break``, :meth:`BulkJob.aclose`, cancelling the task) stops reading
     the input, stops at once the sends still waiting for the rate limit or to be sent
@@ -317,6 +322,11 @@ class BulkJob:
         self._uncertain = 0
         self._resumed = 0
         self._skipped = 0
+        # Shared journal: the share being read, whether it is this job's; the shares of
+        # other hosts put off (oldest first), and their messages to claim after all.
+        self._share: tuple[int, asyncio.Future[bool]] | None = None
+        self._deferred: collections.deque[tuple[int, list[tuple[int, Sms]]]] = collections.deque()
+        self._replay: collections.deque[tuple[int, Sms]] = collections.deque()
         self._started_at = 0.0
         self._ended_at: float | None = None
 
@@ -490,19 +500,30 @@ class BulkJob:
         assert task is not None
         sending, ready, limit = self._sending, self._ready, self._concurrency
         sync_input = self._sync_input
+        replay, deferred = self._replay, self._deferred
         try:
-            while not self._exhausted:
+            while not (self._stop_requested or self._error is not None):
                 if len(ready) + self._settling >= limit:  # the caller is behind: wait
                     await self._wait_for_space()
                     continue
-                item = self._next_sync() if sync_input is not None else await self._next_async()
-                if isinstance(item, _End):
+                if replay:  # messages of a share put off, to claim now
+                    position, message = replay.popleft()
+                    scheduled = False
+                elif not self._exhausted:
+                    item = self._next_sync() if sync_input is not None else await self._next_async()
+                    if isinstance(item, _End):
+                        continue  # the shares put off, if any, are next
+                    position, message = item
+                    scheduled = True
+                elif deferred:
+                    await self._revisit(deferred.popleft())
+                    continue
+                else:
                     return
-                position, message = item
                 self._in_flight += 1
                 sending.add(task)
                 try:
-                    result = await self._send_one(position, message)
+                    result = await self._send_one(position, message, scheduled)
                 finally:
                     sending.discard(task)
                     self._in_flight -= 1
@@ -515,6 +536,8 @@ class BulkJob:
             self._fail(error)
         finally:
             self._live -= 1
+            if self._live == 0:
+                self._unsent_put_off()
             if self._live == 0 and self._settling == 0:
                 self._wake()
             elif self._space:
@@ -565,7 +588,61 @@ class BulkJob:
         )
         self._fail(error)
 
-    async def _send_one(self, position: int, message: Any) -> SendResult | None:
+    def _unsent_put_off(self) -> None:
+        """The job stopped before coming back to what it had put off.
+
+        A share put off is left to the live host holding it (skipped, as a message that
+        host holds); the messages this job had decided to claim were not sent: FAILED,
+        and a rerun sends them.
+        """
+        while self._deferred:
+            self._skipped += len(self._deferred.popleft()[1])
+        while self._replay:
+            self._emit(SendResult(self._replay.popleft()[1], Outcome.FAILED, error=_stopped()))
+
+    async def _revisit(self, put_off: tuple[int, list[tuple[int, Sms]]]) -> None:
+        """Come back to a share another host held: skip the messages a live host of this
+        job has claimed by now (it reports them), claim the others as usual."""
+        journal = self._journal
+        assert journal is not None
+        _, items = put_off
+        keys = [journal_key(sms.key, position) for position, sms in items]
+        try:
+            theirs = await journal.held_elsewhere(keys)
+        except asyncio.CancelledError:
+            self._deferred.appendleft(put_off)  # stopped: still put off
+            raise
+        except Exception as error:
+            self._deferred.appendleft(put_off)
+            self._fail(_journal_error(journal, error))
+            return
+        for item, key in zip(items, keys, strict=True):
+            if key in theirs:
+                self._skipped += 1  # another live host sends and reports it
+            else:
+                self._replay.append(item)
+
+    def _put_off(self, position: int, sms: Sms, share: int) -> None:
+        """Keep a message of a share another host holds, to come back to it later."""
+        deferred = self._deferred
+        if deferred and deferred[-1][0] == share:
+            deferred[-1][1].append((position, sms))
+        else:
+            deferred.append((share, [(position, sms)]))
+
+    def _share_of(self, journal: JournalBackend, size: int, position: int) -> asyncio.Future[bool]:
+        """Whether the share of the input holding ``position`` is this job's: claimed once,
+        by the first worker to reach it (messages are read in order, so only the latest
+        share is kept)."""
+        share = position // size
+        current = self._share
+        if current is None or current[0] != share:
+            current = self._share = (share, journal.claim_share(share))
+        return current[1]
+
+    async def _send_one(
+        self, position: int, message: Any, scheduled: bool = False
+    ) -> SendResult | None:
         if not isinstance(message, Sms):
             error = InvalidRequestError("messages", message, f"item {position} is not an Sms")
             return SendResult(message, Outcome.FAILED, error=error)
@@ -574,6 +651,24 @@ class BulkJob:
         key = ""
         claim: Claim | None = None
         if journal is not None:
+            if scheduled and journal.share_size is not None:
+                try:
+                    # Shielded: the workers reading this share wait on one future.
+                    ours = await asyncio.shield(
+                        self._share_of(journal, journal.share_size, position)
+                    )
+                except asyncio.CancelledError:
+                    # Stopped before its claim: not sent, nothing in the journal.
+                    self._emit(SendResult(sms, Outcome.FAILED, error=_stopped()))
+                    raise
+                except Exception as error:
+                    self._fail(_journal_error(journal, error))
+                    return SendResult(sms, Outcome.FAILED, error=error)
+                if not ours:
+                    self._put_off(position, sms, position // journal.share_size)
+                    if len(self._deferred) > _MAX_PUT_OFF:
+                        await self._revisit(self._deferred.popleft())
+                    return None
             key = journal_key(sms.key, position)
             try:
                 claim = await journal.claim(
@@ -594,7 +689,7 @@ class BulkJob:
         if self._stop_requested:
             if journal is not None and claim is not None:
                 journal.unclaim(key, claim.previous)
-            stopped = VortextError("the bulk job stopped before this message was sent")
+            stopped = _stopped()
             return SendResult(sms, Outcome.FAILED, error=stopped)
         if self._gave_up is not None:  # the account refuses everything: not sent
             if journal is not None and claim is not None:
@@ -649,7 +744,7 @@ class BulkJob:
                             "and an earlier attempt of it may have been accepted",
                         )
                     else:  # waiting for its turn or to be sent again: a rerun sends it
-                        stopped = VortextError("the bulk job stopped before this message was sent")
+                        stopped = _stopped()
                         result = SendResult(sms, Outcome.FAILED, error=stopped)
                     if journal is not None and claim is not None:
                         if out:
@@ -838,6 +933,11 @@ def _wake_one(waiters: collections.deque[asyncio.Future[None]]) -> None:
 
 def _rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
+
+
+def _stopped() -> VortextError:
+    """Why a message the job stopped before sending was not sent."""
+    return VortextError("the bulk job stopped before this message was sent")
 
 
 def _uncertain(sms: Sms, why: str) -> SendResult:

@@ -310,6 +310,8 @@ class Journal:
         """Transactions committed so far (one per batch of writes)."""
         self.operations = 0
         """Writes and claims handled so far."""
+        self.share_size: int | None = None
+        """None: one job holds the file, the whole input is its (no shares to claim)."""
 
     @property
     def name(self) -> str:
@@ -337,6 +339,18 @@ class Journal:
     def claim(self, key: str, fingerprint: str, phone_number: object) -> asyncio.Future[Claim]:
         """Decide what to do with a message; a SEND claim's row is committed when done."""
         return self._submit(self._claim, (key, fingerprint, phone_number))
+
+    def claim_share(self, share: int) -> asyncio.Future[bool]:
+        """Always this job's: a SQLite journal is not shared (see :attr:`share_size`)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future.set_result(True)
+        return future
+
+    def held_elsewhere(self, keys: list[str]) -> asyncio.Future[set[str]]:
+        """None: a SQLite journal is not shared (see :attr:`share_size`)."""
+        future: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+        future.set_result(set())
+        return future
 
     def settle(
         self,

@@ -2,12 +2,22 @@
 
 The same job semantics as the SQLite journal (:mod:`vortext_async._bulk._journal`), kept
 where several processes on several hosts can share them (extra ``postgres``:
-psycopg 3 and its asyncio API).  Three tables, created on first use::
+psycopg 3 and its asyncio API).  Four tables, created on first use::
 
-    vortext_journal_schema  one row: the schema version
+    vortext_journal_schema  the schema versions it went through (the last is read)
     vortext_runs            run, job, host, pid, started_at, ended_at
     vortext_messages        job, key (unique per job), state, run, fingerprint,
                             phone_number, message_id, reason, retryable
+    vortext_shares          job, share, run: which run took which share of the input
+
+**Shares.**  Every host reads the whole input; it is cut into shares of
+:data:`SHARE_SIZE` consecutive messages (by position), and the first host to reach a
+share takes it (one row).  A host that reaches a share another live run holds puts
+it off and comes back to it later (the bulk job): then it skips the keys a live run
+of the job has claimed (:meth:`PostgresJournal.held_elsewhere`, one read) and claims
+the others one by one.  A share whose run has ended or died is taken by the next host
+to reach it.  Shares only schedule the work: a message is sent only under its own
+claim, and no message is left out because of a share.
 
 **Claims.**  A message is claimed by inserting its ``attempting`` row
 (``INSERT ... ON CONFLICT DO NOTHING``) under a per-key transaction lock taken with
@@ -64,7 +74,9 @@ __all__ = ["PostgresJournal", "postgres_status"]
 
 logger = logging.getLogger("vortext_async")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+SHARE_SIZE: Final = 500
+"""Messages per share of the input (see "Shares" above): what a host takes at a time."""
 LOCK_CLASS: Final = 0x566F7274
 """The advisory lock class of runs (and, with 0, of schema creation): "Vort"."""
 _MAX_BATCH: Final = 1024
@@ -97,6 +109,13 @@ _SCHEMA: Final = (
         PRIMARY KEY (job, key)
     )""",
 )
+# Schema version 2 adds the shares (version 1 journals are upgraded in place).
+_SHARES: Final = """CREATE TABLE vortext_shares (
+    job text NOT NULL,
+    share bigint NOT NULL,
+    run integer NOT NULL,
+    PRIMARY KEY (job, share)
+)"""
 
 # Every statement that reads or writes a batch of keys joins the table from the keys,
 # with the job as a column of that input (``array_fill``), never as a constant filter
@@ -195,6 +214,33 @@ UPDATE vortext_messages SET state = %s, message_id = %s, reason = %s, retryable 
 WHERE job = %s AND key = %s AND run = %s
 """
 
+# A share is claimed under a transaction *try* lock (as a key is): a share another host
+# is claiming right now is not waited for.  Returns whether the lock was had, the run
+# inserted (this one) and the run that held the share before (the CTEs share one
+# snapshot: the last column never sees the insert).
+_CLAIM_SHARE: Final = """
+WITH lock AS (
+    SELECT pg_try_advisory_xact_lock(hashtextextended(%(job)s || chr(30) || %(share)s::text, 0))
+        AS held
+),
+ins AS (
+    INSERT INTO vortext_shares (job, share, run)
+    SELECT %(job)s, %(share)s, %(run)s FROM lock WHERE held
+    ON CONFLICT (job, share) DO NOTHING
+    RETURNING run
+)
+SELECT (SELECT held FROM lock), (SELECT run FROM ins),
+    (SELECT run FROM vortext_shares WHERE job = %(job)s AND share = %(share)s)
+"""
+_RUNS_OF_KEYS: Final = f"""
+SELECT m.key, m.run
+FROM unnest({_KEYS_OF_JOB}, %(keys)s::text[]) AS t(job, key)
+JOIN vortext_messages AS m ON m.job = t.job AND m.key = t.key
+"""
+_TAKE_SHARE: Final = """
+UPDATE vortext_shares SET run = %(run)s WHERE job = %(job)s AND share = %(share)s
+"""
+
 _Result = tuple["asyncio.Future[Any] | None", Any, "BaseException | None"]
 
 
@@ -250,6 +296,7 @@ class PostgresJournal:
         retry_failed: Claims of retryable ``failed`` rows say SEND.
         replace_changed: A changed message may take the key of a ``failed`` row.
         connect_timeout: Seconds to wait for the server at :meth:`open`.
+        share_size: Messages per share of the input (default :data:`SHARE_SIZE`).
 
     Raises:
         ConfigurationError: psycopg is not installed (extra ``postgres``).
@@ -264,8 +311,11 @@ class PostgresJournal:
         retry_failed: bool = True,
         replace_changed: bool = False,
         connect_timeout: float = 10.0,
+        share_size: int = SHARE_SIZE,
     ) -> None:
         self._psycopg = _import_psycopg()
+        self.share_size: int | None = share_size
+        """Messages per share of the input: the job claims a share before its messages."""
         self._url = url
         self.job = job
         self.resend_uncertain = resend_uncertain
@@ -334,6 +384,16 @@ class PostgresJournal:
         """Decide what to do with a message; a SEND claim's row is committed when done."""
         phone = storable(phone_number) if isinstance(phone_number, str) else repr(phone_number)
         return self._submit("claim", (key, fingerprint, phone))
+
+    def claim_share(self, share: int) -> asyncio.Future[bool]:
+        """Whether this run takes share ``share`` of the input (its messages at positions
+        ``share * share_size`` on) now: False if another live run holds it."""
+        return self._submit("share", (share,))
+
+    def held_elsewhere(self, keys: list[str]) -> asyncio.Future[set[str]]:
+        """Those of ``keys`` whose rows belong to a live host of this job (a claim would
+        say ELSEWHERE); read without a lock, in the next batch."""
+        return self._submit("held", (keys,))
 
     def settle(
         self,
@@ -425,7 +485,7 @@ class PostgresJournal:
         pending, claims = self._pending, 0
         batch: list[tuple[str, tuple[Any, ...], Any]] = []
         while pending and len(batch) < _MAX_BATCH:
-            if pending[0][0] == "claim":
+            if pending[0][0] in ("claim", "share"):
                 if claims == _MAX_CLAIMS:
                     break
                 claims += 1
@@ -500,6 +560,21 @@ class PostgresJournal:
             if previous is not None:
                 await conn.execute(_RESTORE, (*previous, self.job, key, self.run))
 
+        answered: list[_Result] = [
+            (future, await self._claim_share(conn, args[0]), None)
+            for kind, args, future in batch
+            if kind == "share"
+        ]
+        answered.extend(
+            [
+                (future, await self._held_elsewhere(conn, args[0]), None)
+                for kind, args, future in batch
+                if kind == "held"
+            ]
+        )
+        # Answered now: a share holds no message (each is claimed on its own), and
+        # what was read is not written.
+        _deliver(answered)
         claims = [(args, future) for kind, args, future in batch if kind == "claim"]
         answers = await self._claims(conn, [args for args, _ in claims]) if claims else []
         # Only a SEND answer must wait for the commit (its request follows it).  The
@@ -513,12 +588,40 @@ class PostgresJournal:
             ]
         )
         results: list[_Result] = [
-            (future, None, None) for kind, _, future in batch if kind != "claim"
+            (future, None, None)
+            for kind, _, future in batch
+            if kind not in ("claim", "share", "held")
         ]
         results.extend(
             (future, answer, None) for (_, future), answer in zip(claims, answers, strict=True)
         )
         return results
+
+    async def _claim_share(self, conn: psycopg.AsyncConnection[Any], share: int) -> bool:
+        """Take ``share`` if it is new, this run's, or held by a run that is no longer
+        live (ended or died); False if a live run holds it or claims it right now."""
+        arguments = {"job": self.job, "share": share, "run": self.run}
+        cursor = await conn.execute(_CLAIM_SHARE, arguments)
+        row = await cursor.fetchone()
+        assert row is not None
+        held, inserted, owner = row
+        if inserted is not None or owner == self.run:
+            return True
+        if not held or owner is None:
+            return False  # another host is claiming it at this moment
+        found = await conn.execute(_LIVE_RUNS, (LOCK_CLASS, [owner]))
+        if await found.fetchall():
+            return False  # a live run has it: that run sends and reports its messages
+        await conn.execute(_TAKE_SHARE, arguments)
+        return True
+
+    async def _held_elsewhere(
+        self, conn: psycopg.AsyncConnection[Any], keys: list[str]
+    ) -> set[str]:
+        cursor = await conn.execute(_RUNS_OF_KEYS, {"job": self.job, "keys": keys})
+        rows = await cursor.fetchall()
+        await self._classify_runs(conn, {row[1] for row in rows})
+        return {key for key, run in rows if run in self._siblings}
 
     async def _claims(
         self, conn: psycopg.AsyncConnection[Any], claims: list[tuple[str, str, str]]
@@ -641,14 +744,14 @@ async def _ensure_schema(conn: psycopg.AsyncConnection[Any], name: str) -> None:
     cursor = await conn.execute("SELECT to_regclass('vortext_journal_schema')")
     row = await cursor.fetchone()
     if row is None or row[0] is None:
-        for statement in _SCHEMA:
+        for statement in (*_SCHEMA, _SHARES):
             await conn.execute(statement)
         await conn.execute(
             "INSERT INTO vortext_journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
         )
         logger.warning(
-            "bulk journal %s: created the tables vortext_journal_schema, vortext_runs and "
-            "vortext_messages (schema version %d)",
+            "bulk journal %s: created the tables vortext_journal_schema, vortext_runs, "
+            "vortext_messages and vortext_shares (schema version %d)",
             name,
             SCHEMA_VERSION,
         )
@@ -656,6 +759,20 @@ async def _ensure_schema(conn: psycopg.AsyncConnection[Any], name: str) -> None:
     cursor = await conn.execute("SELECT max(version) FROM vortext_journal_schema")
     found = await cursor.fetchone()
     version = found[0] if found is not None else None
+    if version == 1:
+        # Version 2 only adds the shares: hosts of version 1 (which do not use them)
+        # refuse the journal from now on, rather than share a campaign unknowingly.
+        await conn.execute(_SHARES)
+        await conn.execute(
+            "INSERT INTO vortext_journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
+        )
+        logger.warning(
+            "bulk journal %s: upgraded from schema version 1 to %d (added the table "
+            "vortext_shares)",
+            name,
+            SCHEMA_VERSION,
+        )
+        return
     if version != SCHEMA_VERSION:
         raise JournalError(
             name,
