@@ -441,7 +441,7 @@ async def test_a_share_whose_host_stops_early_is_finished_by_the_host_that_put_i
     assert second.summary.skipped == len(sent_first)
 
 
-async def test_a_host_stopped_before_coming_back_to_a_share_leaves_it_to_its_holder(
+async def test_a_host_stopped_before_coming_back_to_a_share_reports_it_not_sent(
     url: str,
 ) -> None:
     emulator = Emulator(users={"acme": "secret"}, latency=0.01)
@@ -461,12 +461,46 @@ async def test_a_host_stopped_before_coming_back_to_a_share_leaves_it_to_its_hol
         second_results = await second_task
         await first.aclose()
         await first_task
-    # Share 0 is the first host's: the second neither sent nor reported any of it.
-    assert not any(int(r.sms.key[1:]) < 500 for r in second_results if r.sms.key)
-    assert second.summary.skipped == 500
-    # What it read of share 1 has one result each; nothing was sent twice.
-    assert emulator.duplicates() == {}
+    # Share 0 was put off, never claimed: not sent by the second host, which says so
+    # (the first may have sent some meanwhile: a rerun reports each).
+    share_0 = [r for r in second_results if r.sms.key and int(r.sms.key[1:]) < 500]
+    assert len(share_0) == 500
+    assert all(r.outcome is Outcome.FAILED for r in share_0)
+    assert all("stopped before this message was sent" in str(r.error) for r in share_0)
+    assert second.summary.skipped == 0
+    # Every message it read has one result; nothing was sent twice.
     assert len(second_results) == len({r.sms.key for r in second_results})
+    assert emulator.duplicates() == {}
+
+
+async def test_an_input_error_still_sends_the_shares_put_off_then_raises(url: str) -> None:
+    emulator = Emulator(users={"acme": "secret"}, latency=0.001)
+    async with (
+        serve_emulator(emulator) as base_url,
+        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
+    ):
+        holder_stopped = asyncio.Event()
+
+        async def messages() -> AsyncIterator[Sms]:
+            for n in range(700):
+                if n == 520:
+                    await holder_stopped.wait()
+                yield Sms(f"+336100{n:05d}", f"message {n}", key=f"m{n}")
+            raise OSError("the input file is truncated")
+
+        async with opened(url) as holder:
+            assert await holder.claim_share(0) is True  # a live host takes share 0 ...
+            job = send_bulk(c, messages(), journal=url, concurrency=4)
+            task = asyncio.ensure_future(collect(job))
+            while job.progress.sent == 0:  # a message of share 1: share 0 is put off
+                await asyncio.sleep(0.005)
+        holder_stopped.set()  # ... and stops before claiming any of it
+        with pytest.raises(OSError, match="truncated"):
+            await task
+    # The 700 messages read before the error went out: share 0 too.
+    assert len(emulator.messages()) == 700
+    assert job.summary.sent == 700
+    assert job.summary.skipped == 0
 
 
 def reversed_campaign(count: int) -> Iterator[Sms]:

@@ -161,7 +161,7 @@ class JournalBackend(Protocol):
         share_size`` on) now; False: another live host does, come back to it later."""
 
     def held_elsewhere(self, keys: list[str]) -> asyncio.Future[set[str]]:
-        """Those of ``keys`` that a live host of this job has claimed (it reports them):
+        """Those of ``keys`` claimed by a host of this job that ran alongside this one:
         a claim of each would answer :attr:`ClaimKind.ELSEWHERE`."""
 
     def settle(

@@ -158,7 +158,7 @@ def send_bulk(
     message at a time as send slots free up; a generator is closed when the job ends.  At most
     ``concurrency`` messages are in flight, and at most ``concurrency`` results wait for a
     caller who is behind: reading is never more than ``2 * concurrency`` messages ahead
-    (with a PostgreSQL journal, plus the shares of other hosts put off: at most four
+    (with a PostgreSQL journal, plus the shares of other hosts put off: about five
     shares of 500 messages, see "Bulk jobs and journals").
 
     ``journal``: a SQLite file recording each message, or a ``postgresql://`` URL
@@ -177,8 +177,8 @@ def send_bulk(
     did not go out): then the corrected message takes the key and is sent.  A key
     whose message was SENT or UNCERTAIN is never replaced.  With a PostgreSQL
     journal, messages that another live host of the job holds are skipped (no result;
-    :attr:`BulkSummary.skipped`), as are, when a job stops, the shares of other hosts
-    it had put off and not come back to.
+    :attr:`BulkSummary.skipped`); a job that stops reports the messages of other
+    hosts' shares it had put off and not claimed as FAILED (not sent by it).
 
     Stopping (``break``, :meth:`BulkJob.aclose`, cancelling the task) stops reading
     the input, stops at once the sends still waiting for the rate limit or to be sent
@@ -327,6 +327,10 @@ class BulkJob:
         self._share: tuple[int, asyncio.Future[bool]] | None = None
         self._deferred: collections.deque[tuple[int, list[tuple[int, Sms]]]] = collections.deque()
         self._replay: collections.deque[tuple[int, Sms]] = collections.deque()
+        self._revisiting = 0  # shares being read again (their messages join the replay)
+        self._revisited: asyncio.Future[None] | None = None  # workers waiting for one
+        self._input_error: BaseException | None = None
+        self._journal_broken = False
         self._started_at = 0.0
         self._ended_at: float | None = None
 
@@ -492,6 +496,11 @@ class BulkJob:
             self._error = error
         self._exhausted = True
 
+    def _journal_failed(self, journal: JournalBackend, error: Exception) -> None:
+        """The journal cannot claim any more: nothing more is sent."""
+        self._journal_broken = True
+        self._fail(_journal_error(journal, error))
+
     # -- workers -----------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -502,7 +511,11 @@ class BulkJob:
         sync_input = self._sync_input
         replay, deferred = self._replay, self._deferred
         try:
-            while not (self._stop_requested or self._error is not None):
+            while not (
+                self._stop_requested
+                or self._journal_broken
+                or self._error not in (None, self._input_error)
+            ):
                 if len(ready) + self._settling >= limit:  # the caller is behind: wait
                     await self._wait_for_space()
                     continue
@@ -517,6 +530,9 @@ class BulkJob:
                     scheduled = True
                 elif deferred:
                     await self._revisit(deferred.popleft())
+                    continue
+                elif self._revisiting:  # more messages to claim, in a moment
+                    await self._wait_for_revisit()
                     continue
                 else:
                     return
@@ -586,27 +602,32 @@ class BulkJob:
             f"raised by the bulk job's input after {self._read} messages; "
             "every message read before it has its result"
         )
+        self._input_error = error  # the messages read still go out (shares put off too)
         self._fail(error)
 
     def _unsent_put_off(self) -> None:
-        """The job stopped before coming back to what it had put off.
-
-        A share put off is left to the live host holding it (skipped, as a message that
-        host holds); the messages this job had decided to claim were not sent: FAILED,
-        and a rerun sends them.
-        """
+        """The job stopped before coming back to what it had put off, or before claiming
+        it: read, never claimed, so not sent by this job (FAILED; a rerun reports or
+        sends each, as the host holding its share may have sent it meanwhile)."""
         while self._deferred:
-            self._skipped += len(self._deferred.popleft()[1])
+            self._replay.extend(self._deferred.popleft()[1])
         while self._replay:
             self._emit(SendResult(self._replay.popleft()[1], Outcome.FAILED, error=_stopped()))
 
+    async def _wait_for_revisit(self) -> None:
+        if self._revisited is None:
+            self._revisited = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._revisited)
+
     async def _revisit(self, put_off: tuple[int, list[tuple[int, Sms]]]) -> None:
-        """Come back to a share another host held: skip the messages a live host of this
-        job has claimed by now (it reports them), claim the others as usual."""
+        """Come back to a share another host held: skip the messages claimed by now by a
+        host that ran alongside this one (a claim would say ELSEWHERE: that host reports
+        them, or a rerun if it died), claim the others as usual."""
         journal = self._journal
         assert journal is not None
         _, items = put_off
         keys = [journal_key(sms.key, position) for position, sms in items]
+        self._revisiting += 1
         try:
             theirs = await journal.held_elsewhere(keys)
         except asyncio.CancelledError:
@@ -614,11 +635,16 @@ class BulkJob:
             raise
         except Exception as error:
             self._deferred.appendleft(put_off)
-            self._fail(_journal_error(journal, error))
+            self._journal_failed(journal, error)
             return
+        finally:
+            self._revisiting -= 1
+            waiting, self._revisited = self._revisited, None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
         for item, key in zip(items, keys, strict=True):
             if key in theirs:
-                self._skipped += 1  # another live host sends and reports it
+                self._skipped += 1  # a host that ran alongside this one has it
             else:
                 self._replay.append(item)
 
@@ -662,7 +688,7 @@ class BulkJob:
                     self._emit(SendResult(sms, Outcome.FAILED, error=_stopped()))
                     raise
                 except Exception as error:
-                    self._fail(_journal_error(journal, error))
+                    self._journal_failed(journal, error)
                     return SendResult(sms, Outcome.FAILED, error=error)
                 if not ours:
                     self._put_off(position, sms, position // journal.share_size)
@@ -679,7 +705,7 @@ class BulkJob:
                 self._emit(_uncertain(sms, "the bulk job stopped before this message was sent"))
                 raise
             except Exception as error:
-                self._fail(_journal_error(journal, error))
+                self._journal_failed(journal, error)
                 return SendResult(sms, Outcome.FAILED, error=error)
             if claim.kind is ClaimKind.ELSEWHERE:
                 self._skipped += 1  # another live host sends and reports it
@@ -859,7 +885,7 @@ class BulkJob:
         if not done.cancelled() and done.exception() is not None:
             error = done.exception()
             assert isinstance(error, Exception)
-            self._fail(_journal_error(journal, error))
+            self._journal_failed(journal, error)
         self._emit(result)
         if self._live == 0 and self._settling == 0:
             self._wake()

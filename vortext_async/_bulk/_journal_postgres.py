@@ -13,8 +13,8 @@ psycopg 3 and its asyncio API).  Four tables, created on first use::
 **Shares.**  Every host reads the whole input; it is cut into shares of
 :data:`SHARE_SIZE` consecutive messages (by position), and the first host to reach a
 share takes it (one row).  A host that reaches a share another live run holds puts
-it off and comes back to it later (the bulk job): then it skips the keys a live run
-of the job has claimed (:meth:`PostgresJournal.held_elsewhere`, one read) and claims
+it off and comes back to it later (the bulk job): then it skips the keys claimed by a
+run of the job alongside it (:meth:`PostgresJournal.held_elsewhere`, one read) and claims
 the others one by one.  A share whose run has ended or died is taken by the next host
 to reach it.  Shares only schedule the work: a message is sent only under its own
 claim, and no message is left out because of a share.
@@ -391,8 +391,8 @@ class PostgresJournal:
         return self._submit("share", (share,))
 
     def held_elsewhere(self, keys: list[str]) -> asyncio.Future[set[str]]:
-        """Those of ``keys`` whose rows belong to a live host of this job (a claim would
-        say ELSEWHERE); read without a lock, in the next batch."""
+        """Those of ``keys`` whose rows belong to a run of this job alongside this one (a
+        claim would say ELSEWHERE); read without a lock, in the next batch."""
         return self._submit("held", (keys,))
 
     def settle(
@@ -573,7 +573,8 @@ class PostgresJournal:
             ]
         )
         # Answered now: a share holds no message (each is claimed on its own), and
-        # what was read is not written.
+        # what was read is not written.  If this transaction is then retried (a
+        # deadlock), a share may end up another host's too: both claim key by key.
         _deliver(answered)
         claims = [(args, future) for kind, args, future in batch if kind == "claim"]
         answers = await self._claims(conn, [args for args, _ in claims]) if claims else []
