@@ -745,16 +745,11 @@ async def _ensure_schema(conn: psycopg.AsyncConnection[Any], name: str) -> None:
     cursor = await conn.execute("SELECT to_regclass('vortext_journal_schema')")
     row = await cursor.fetchone()
     if row is None or row[0] is None:
-        for statement in (*_SCHEMA, _SHARES):
-            await conn.execute(statement)
-        await conn.execute(
-            "INSERT INTO vortext_journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
-        )
-        logger.warning(
-            "bulk journal %s: created the tables vortext_journal_schema, vortext_runs, "
-            "vortext_messages and vortext_shares (schema version %d)",
-            name,
-            SCHEMA_VERSION,
+        await _write_schema(
+            conn,
+            (*_SCHEMA, _SHARES),
+            f"bulk journal {name}: created the tables vortext_journal_schema, vortext_runs, "
+            f"vortext_messages and vortext_shares (schema version {SCHEMA_VERSION})",
         )
         return
     cursor = await conn.execute("SELECT max(version) FROM vortext_journal_schema")
@@ -763,15 +758,11 @@ async def _ensure_schema(conn: psycopg.AsyncConnection[Any], name: str) -> None:
     if version == 1:
         # Version 2 only adds the shares: hosts of version 1 (which do not use them)
         # refuse the journal from now on, rather than share a campaign unknowingly.
-        await conn.execute(_SHARES)
-        await conn.execute(
-            "INSERT INTO vortext_journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
-        )
-        logger.warning(
-            "bulk journal %s: upgraded from schema version 1 to %d (added the table "
-            "vortext_shares)",
-            name,
-            SCHEMA_VERSION,
+        await _write_schema(
+            conn,
+            (_SHARES,),
+            f"bulk journal {name}: upgraded from schema version 1 to {SCHEMA_VERSION} "
+            "(added the table vortext_shares)",
         )
         return
     if version != SCHEMA_VERSION:
@@ -780,6 +771,18 @@ async def _ensure_schema(conn: psycopg.AsyncConnection[Any], name: str) -> None:
             f"is of schema version {version}, this version of vortext-async reads "
             f"version {SCHEMA_VERSION}",
         )
+
+
+async def _write_schema(
+    conn: psycopg.AsyncConnection[Any], statements: Sequence[str], done: str
+) -> None:
+    """Run ``statements``, record the schema version, and say ``done`` in the log."""
+    for statement in statements:
+        await conn.execute(statement)
+    await conn.execute(
+        "INSERT INTO vortext_journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
+    )
+    logger.warning("%s", done)
 
 
 async def postgres_status(url: str, job: str) -> JournalStatus:
