@@ -503,6 +503,31 @@ async def test_an_input_error_still_sends_the_shares_put_off_then_raises(url: st
     assert job.summary.skipped == 0
 
 
+async def test_after_an_input_error_the_shares_put_off_still_wait_for_the_rate_limit(
+    url: str,
+) -> None:
+    clock = VirtualClock()
+    emulator = Emulator(
+        users={"demo": "demo"}, windows=[(20, 60.0)], count_delay=0.03, seed=5, clock=clock
+    )
+
+    async def messages() -> AsyncIterator[Sms]:
+        for n in range(520):
+            yield Sms(f"+336100{n:05d}", f"message {n}", key=f"m{n}")
+        raise OSError("the input file is truncated")
+
+    async with opened(url) as holder:
+        assert await holder.claim_share(0) is True  # held, none of it claimed: put off
+        async with emulator_client(emulator, clock=clock) as client:
+            job = client.send_bulk(messages(), concurrency=64, journal=url)
+            with pytest.raises(OSError, match="truncated"):
+                await collect(job)
+    # Refused for the account's 20 a minute, then sent: none given up after the error.
+    assert job.summary.failed == 0
+    assert job.summary.sent == 520
+    assert emulator.duplicates() == {}
+
+
 def reversed_campaign(count: int) -> Iterator[Sms]:
     for n in reversed(range(count)):
         yield Sms(f"+336100{n:05d}", f"message {n}", key=f"m{n}")

@@ -331,6 +331,7 @@ class BulkJob:
         self._revisited: asyncio.Future[None] | None = None  # workers waiting for one
         self._input_error: BaseException | None = None
         self._journal_broken = False
+        self._failed_again = False
         self._started_at = 0.0
         self._ended_at: float | None = None
 
@@ -494,7 +495,20 @@ class BulkJob:
         """A job-wide failure: read no more; raise ``error`` once the sends settle."""
         if self._error is None:
             self._error = error
+        elif error is not self._input_error:
+            self._failed_again = True  # after an input error: this one stops the job
         self._exhausted = True
+
+    @property
+    def _halted(self) -> bool:
+        """Whether the job sends nothing more: stopped, or failed for another reason than
+        its input (after an input error, what was read still goes out)."""
+        return (
+            self._stop_requested
+            or self._journal_broken
+            or self._failed_again
+            or self._error not in (None, self._input_error)
+        )
 
     def _journal_failed(self, journal: JournalBackend, error: Exception) -> None:
         """The journal cannot claim any more: nothing more is sent."""
@@ -511,11 +525,7 @@ class BulkJob:
         sync_input = self._sync_input
         replay, deferred = self._replay, self._deferred
         try:
-            while not (
-                self._stop_requested
-                or self._journal_broken
-                or self._error not in (None, self._input_error)
-            ):
+            while not self._halted:
                 if len(ready) + self._settling >= limit:  # the caller is behind: wait
                     await self._wait_for_space()
                     continue
@@ -820,8 +830,7 @@ class BulkJob:
         if (
             not isinstance(error, RateLimitedError)
             or self._patience_ns == 0
-            or self._stop_requested
-            or self._error is not None
+            or self._halted
             or self._gave_up is not None
         ):
             return False
