@@ -363,6 +363,16 @@ async def test_hosts_claiming_in_different_orders_never_deadlock_or_share_a_mess
 # -- send_bulk on a shared journal, in one process ------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def emulated(emulator: Emulator) -> AsyncIterator[VortextClient]:
+    """A client of ``emulator`` (served on loopback) that does not retry."""
+    async with (
+        serve_emulator(emulator) as base_url,
+        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
+    ):
+        yield c
+
+
 async def collect(job: BulkJob) -> list[SendResult]:
     return [result async for result in job]
 
@@ -374,10 +384,7 @@ def campaign(count: int) -> Iterator[Sms]:
 
 async def test_two_jobs_on_one_campaign_send_each_message_once(url: str) -> None:
     emulator = Emulator(users={"acme": "secret"})
-    async with (
-        serve_emulator(emulator) as base_url,
-        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
-    ):
+    async with emulated(emulator) as c:
         one = send_bulk(c, campaign(300), journal=url, concurrency=8)
         two = send_bulk(c, campaign(300), journal=url, concurrency=8)
         first, second = await asyncio.gather(collect(one), collect(two))
@@ -393,10 +400,7 @@ async def test_two_jobs_on_one_campaign_send_each_message_once(url: str) -> None
 
 async def test_hosts_spread_over_the_campaign_by_shares(url: str) -> None:
     emulator = Emulator(users={"acme": "secret"}, latency=0.001)
-    async with (
-        serve_emulator(emulator) as base_url,
-        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
-    ):
+    async with emulated(emulator) as c:
         jobs = [send_bulk(c, campaign(2000), journal=url, concurrency=8) for _ in range(2)]
         reports = await asyncio.gather(*(collect(job) for job in jobs))
     assert emulator.duplicates() == {}
@@ -414,10 +418,7 @@ async def test_a_share_whose_host_stops_early_is_finished_by_the_host_that_put_i
     url: str,
 ) -> None:
     emulator = Emulator(users={"acme": "secret"}, latency=0.01)
-    async with (
-        serve_emulator(emulator) as base_url,
-        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
-    ):
+    async with emulated(emulator) as c:
         first = send_bulk(c, campaign(1000), journal=url, concurrency=2)
         results = aiter(first)
         first_results = [await anext(results)]  # the first job holds share 0
@@ -445,10 +446,7 @@ async def test_a_host_stopped_before_coming_back_to_a_share_reports_it_not_sent(
     url: str,
 ) -> None:
     emulator = Emulator(users={"acme": "secret"}, latency=0.01)
-    async with (
-        serve_emulator(emulator) as base_url,
-        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
-    ):
+    async with emulated(emulator) as c:
         first = send_bulk(c, campaign(1000), journal=url, concurrency=2)
         first_task = asyncio.ensure_future(collect(first))
         while first.summary.total == 0:  # the first job holds share 0
@@ -475,10 +473,7 @@ async def test_a_host_stopped_before_coming_back_to_a_share_reports_it_not_sent(
 
 async def test_an_input_error_still_sends_the_shares_put_off_then_raises(url: str) -> None:
     emulator = Emulator(users={"acme": "secret"}, latency=0.001)
-    async with (
-        serve_emulator(emulator) as base_url,
-        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
-    ):
+    async with emulated(emulator) as c:
         holder_stopped = asyncio.Event()
 
         async def messages() -> AsyncIterator[Sms]:
@@ -537,10 +532,7 @@ async def test_hosts_reading_keyed_messages_in_different_orders_send_each_once(
     url: str,
 ) -> None:
     emulator = Emulator(users={"acme": "secret"}, latency=0.002)
-    async with (
-        serve_emulator(emulator) as base_url,
-        VortextClient("acme", "secret", base_url=base_url, retry=RetryPolicy.no_retries()) as c,
-    ):
+    async with emulated(emulator) as c:
         # A share is positions; the same positions hold other keys on each host.
         one = send_bulk(c, campaign(1000), journal=url, concurrency=4)
         two = send_bulk(c, reversed_campaign(1000), journal=url, concurrency=4)
