@@ -201,12 +201,12 @@ async def test_a_message_another_host_is_claiming_right_now_is_not_waited_for(
             await other.close()
 
 
-async def test_a_share_a_live_host_holds_is_skipped_whole_until_that_host_ends(
+async def test_a_share_a_live_host_holds_is_not_another_hosts_until_that_host_ends(
     url: str,
 ) -> None:
     async with opened(url) as first, opened(url) as second:
         assert await first.claim_share(0) is True
-        assert await second.claim_share(0) is False  # the first host's: skipped
+        assert await second.claim_share(0) is False  # the first host's: put off
         assert await second.claim_share(1) is True
         assert await first.claim_share(1) is False
         assert await first.claim_share(0) is True  # its own, asked again
