@@ -330,7 +330,6 @@ class BulkJob:
         self._revisiting = 0  # shares being read again (their messages join the replay)
         self._revisited: asyncio.Future[None] | None = None  # workers waiting for one
         self._input_error: BaseException | None = None
-        self._journal_broken = False
         self._failed_again = False
         self._started_at = 0.0
         self._ended_at: float | None = None
@@ -505,15 +504,9 @@ class BulkJob:
         its input (after an input error, what was read still goes out)."""
         return (
             self._stop_requested
-            or self._journal_broken
             or self._failed_again
             or self._error not in (None, self._input_error)
         )
-
-    def _journal_failed(self, journal: JournalBackend, error: Exception) -> None:
-        """The journal cannot claim any more: nothing more is sent."""
-        self._journal_broken = True
-        self._fail(_journal_error(journal, error))
 
     # -- workers -----------------------------------------------------------------------
 
@@ -645,7 +638,7 @@ class BulkJob:
             raise
         except Exception as error:
             self._deferred.appendleft(put_off)
-            self._journal_failed(journal, error)
+            self._fail(_journal_error(journal, error))
             return
         finally:
             self._revisiting -= 1
@@ -698,7 +691,7 @@ class BulkJob:
                     self._emit(SendResult(sms, Outcome.FAILED, error=_stopped()))
                     raise
                 except Exception as error:
-                    self._journal_failed(journal, error)
+                    self._fail(_journal_error(journal, error))
                     return SendResult(sms, Outcome.FAILED, error=error)
                 if not ours:
                     self._put_off(position, sms, position // journal.share_size)
@@ -715,7 +708,7 @@ class BulkJob:
                 self._emit(_uncertain(sms, "the bulk job stopped before this message was sent"))
                 raise
             except Exception as error:
-                self._journal_failed(journal, error)
+                self._fail(_journal_error(journal, error))
                 return SendResult(sms, Outcome.FAILED, error=error)
             if claim.kind is ClaimKind.ELSEWHERE:
                 self._skipped += 1  # another live host sends and reports it
@@ -894,7 +887,7 @@ class BulkJob:
         if not done.cancelled() and done.exception() is not None:
             error = done.exception()
             assert isinstance(error, Exception)
-            self._journal_failed(journal, error)
+            self._fail(_journal_error(journal, error))
         self._emit(result)
         if self._live == 0 and self._settling == 0:
             self._wake()
